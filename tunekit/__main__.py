@@ -1,0 +1,4 @@
+from tunekit.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""The run configuration: typed sections loaded from YAML and overridden from the command line.
+
+Precedence, lowest first: the defaults below, the YAML file, the CLI flags, ``--set key.path=value``.
+The ``method`` and ``task`` sections hold a ``name`` plus that plugin's own options, which are
+validated against the plugin's options dataclass once the plugin is known.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+from tunekit import options as opts
+from tunekit.errors import ConfigError
+from tunekit.options import check, option
+
+
+@dataclass
+class ModelConfig:
+    name: str = option("smollm2-135m", "Model alias (see `tunekit models`), local folder, or hub id.")
+    quantize: str | None = option(None, "Load the frozen base quantized, e.g. `int8` (see `tunekit plugins`).")
+    revision: str | None = option(None, "Hub revision (branch, tag or commit) for hub ids.")
+    trust_remote_code: bool = option(False, "Allow a hub model to run its own Python code. Off unless you trust it.")
+
+
+@dataclass
+class DataConfig:
+    train: str | None = option(None, "Training data: a file (csv, tsv, json, jsonl, parquet, SQuAD, CoNLL) or dataset name.")
+    validation: str | None = option(None, "Validation data; when absent `val_split` carves one out of `train`.")
+    format: str | None = option(None, "Dataset format name; by default chosen from the file extension.")
+    text_column: str | None = option(None, "Column with the input text (default: the task's usual name).")
+    text_pair_column: str | None = option(None, "Column with the second text of a pair, if any.")
+    label_column: str | None = option(None, "Column with the label (default: `label`).")
+    header: bool = option(True, "Whether csv/tsv files have a header row; without one, columns are named 0, 1, ...")
+    val_split: float = option(0.1, "Fraction of `train` held out for validation when no validation file is given.")
+    max_train_samples: int | None = option(None, "Use at most this many training rows (the first ones).")
+    max_eval_samples: int | None = option(None, "Use at most this many validation rows.")
+    split: str = option("train", "Split to read from a Hugging Face dataset name.")
+
+    def validate(self) -> None:
+        check(0.0 <= self.val_split < 1.0, f"data.val_split must be in [0, 1), not {self.val_split}.")
+        for key in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, key)
+            check(value is None or value > 0, f"data.{key} must be positive, not {value}.")
+
+
+@dataclass
+class TrainingConfig:
+    epochs: float = option(1.0, "Passes over the training data.")
+    max_steps: int | None = option(None, "Stop after this many optimiser steps (overrides epochs).")
+    batch_size: int = option(16, "Examples per batch (per process).")
+    grad_accum: int = option(1, "Batches accumulated per optimiser step.")
+    lr: float = option(2e-4, "Learning rate of the new parameters (head, adapters) and, unless `backbone_lr` is set, of all.")
+    backbone_lr: float | None = option(None, "Learning rate of pretrained weights that train; default `lr`.")
+    layer_decay: float | None = option(None, "Layer-wise learning-rate decay factor per block below the top (e.g. 0.9).")
+    weight_decay: float = option(0.0, "AdamW weight decay.")
+    warmup_ratio: float = option(0.0, "Fraction of the steps spent warming the learning rate up.")
+    scheduler: Literal["linear", "cosine", "constant"] = option("linear", "Learning-rate schedule after warm-up.")
+    max_grad_norm: float | None = option(1.0, "Clip gradients to this norm (null to disable).")
+    precision: Literal["fp32", "bf16"] = option("fp32", "Numeric precision; bf16 autocast works on CPU.")
+    seed: int = option(42, "Random seed for initialisation, shuffling and dropout.")
+    eval_steps: int | None = option(None, "Evaluate every N optimiser steps (besides the end of each epoch).")
+    eval_each_epoch: bool = option(True, "Evaluate at the end of every epoch.")
+    save_steps: int | None = option(None, "Write a checkpoint every N optimiser steps.")
+    save_total_limit: int = option(2, "Keep at most this many step checkpoints (the best one is kept besides).")
+    metric_for_best: str | None = option(None, "Metric that picks the best checkpoint (default: the task's).")
+    early_stopping_patience: int | None = option(None, "Stop after this many evaluations without improvement.")
+    logging_steps: int = option(10, "Write a metrics line every N optimiser steps.")
+    resume: bool = option(False, "Continue from the last complete checkpoint in the output folder.")
+    report_to: list[str] = option([], "Extra loggers: `tensorboard`.")
+    group_by_length: bool = option(True, "Batch examples of similar length together to save padding.")
+    cache_frozen: bool = option(True, "Cache the outputs of frozen lower layers and reuse them in later epochs.")
+
+    def validate(self) -> None:
+        check(self.epochs > 0, f"training.epochs must be positive, not {self.epochs}.")
+        check(self.max_steps is None or self.max_steps > 0, f"training.max_steps must be positive, not {self.max_steps}.")
+        check(self.batch_size > 0, f"training.batch_size must be positive, not {self.batch_size}.")
+        check(self.grad_accum > 0, f"training.grad_accum must be positive, not {self.grad_accum}.")
+        check(self.lr > 0, f"training.lr must be positive, not {self.lr}.")
+        check(self.backbone_lr is None or self.backbone_lr >= 0, "training.backbone_lr must not be negative.")
+        check(self.layer_decay is None or 0 < self.layer_decay <= 1, "training.layer_decay must be in (0, 1].")
+        check(0 <= self.warmup_ratio < 1, f"training.warmup_ratio must be in [0, 1), not {self.warmup_ratio}.")
+        for key in ("eval_steps", "save_steps", "early_stopping_patience"):
+            value = getattr(self, key)
+            check(value is None or value > 0, f"training.{key} must be positive, not {value}.")
+        check(self.logging_steps > 0, "training.logging_steps must be positive.")
+        check(self.save_total_limit >= 1, "training.save_total_limit must be at least 1.")
+        for name in self.report_to:
+            check(name in ("tensorboard",), f"training.report_to: unknown logger {name!r}; known: tensorboard.")
+
+
+@dataclass
+class OutputConfig:
+    dir: str | None = option(None, "Run folder; default ./runs/<method>-<task>-<time>.")
+    overwrite: bool = option(False, "Start over in an output folder that already holds a run.")
+
+
+@dataclass
+class RunConfig:
+    """A whole run. ``method`` and ``task`` are ``{"name": ..., <plugin options>}`` mappings."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    task: dict[str, Any] = field(default_factory=lambda: {"name": "causal-lm"})
+    data: DataConfig = field(default_factory=DataConfig)
+    method: dict[str, Any] = field(default_factory=lambda: {"name": "lora"})
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    @property
+    def method_name(self) -> str:
+        return str(self.method.get("name"))
+
+    @property
+    def method_options(self) -> dict[str, Any]:
+        return {k: v for k, v in self.method.items() if k != "name"}
+
+    @property
+    def task_name(self) -> str:
+        return str(self.task.get("name"))
+
+    @property
+    def task_options(self) -> dict[str, Any]:
+        return {k: v for k, v in self.task.items() if k != "name"}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {f.name for f in dataclasses.fields(RunConfig)}
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: parsed as YAML (numbers, booleans, lists), kept as text when that fails."""
+    try:
+        return yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError:
+        return text
+
+
+def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``tree[a][b] = value`` for ``dotted == "a.b"``; the first part must be a config section."""
+    parts = [p for p in dotted.split(".") if p]
+    if len(parts) < 2 or parts[0] not in SECTIONS:
+        raise ConfigError(
+            f"--set {dotted}: keys look like SECTION.KEY with a section among {', '.join(sorted(SECTIONS))}."
+        )
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {dotted}: {part!r} is not a section.")
+    node[parts[-1]] = value
+
+
+def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist; check the path given to --config.")
+    try:
+        tree = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}; fix the syntax there.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text; save it as UTF-8 YAML.") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections (model:, task:, data:, ...).")
+    return tree
+
+
+def from_dict(tree: Mapping[str, Any]) -> RunConfig:
+    """Build and validate a RunConfig; unknown sections or keys and bad values raise ConfigError."""
+    if not isinstance(tree, Mapping):
+        raise ConfigError("a run configuration must be a mapping of sections (model:, task:, data:, ...).")
+    unknown = [k for k in tree if k not in SECTIONS]
+    if unknown:
+        raise ConfigError(f"unknown config section {unknown[0]!r}; sections are {', '.join(sorted(SECTIONS))}.")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(RunConfig):
+        if f.name not in tree:
+            continue
+        value = tree[f.name]
+        if f.name in ("method", "task"):
+            if isinstance(value, str):
+                value = {"name": value}
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{f.name} must be a mapping with a name, e.g. `{f.name}: {{name: ...}}`.")
+            default = f.default_factory()  # type: ignore[misc]
+            value = {**default, **value} if "name" not in value else dict(value)
+            if not isinstance(value.get("name"), str):
+                raise ConfigError(f"{f.name}.name must be a string.")
+            kwargs[f.name] = value
+        else:
+            if value is None:
+                value = {}
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"config section {f.name!r} must be a mapping of keys.")
+            kwargs[f.name] = opts.build(f.default_factory, value, where=f.name)  # type: ignore[arg-type]
+    return RunConfig(**kwargs)
+
+
+def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
+         sets: list[str] | None = None) -> RunConfig:
+    """YAML file < ``overrides`` (a nested dict from CLI flags) < ``sets`` (``key.path=value`` strings)."""
+    tree = read_yaml(path) if path else {}
+    tree = merge(tree, overrides or {})
+    for item in sets or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: write it as KEY=VALUE, e.g. --set method.r=16.")
+        key, value = item.split("=", 1)
+        set_path(tree, key.strip(), parse_value(value))
+    return from_dict(tree)
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -1,0 +1,53 @@
+"""Dataset readers (format plugins) and the code that picks one for a path.
+
+A dataset format is any object with ``name``, ``description``, ``extensions`` (e.g. ``(".csv",)``) and
+``read(path, data_config) -> datasets.Dataset``: raw rows, columns as in the file (or named by 0-based
+index when ``data.header`` is false). ``detect(path) -> bool`` is optional, for formats that share an
+extension (SQuAD JSON vs plain JSON). Readers raise ``tunekit.errors.DataError`` naming the file (and
+line where it helps) for anything malformed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from tunekit.errors import DataError
+
+
+@runtime_checkable
+class DatasetFormat(Protocol):
+    name: str
+    description: str
+    extensions: tuple[str, ...]
+
+    def read(self, path: str, data: Any) -> Any: ...
+
+
+def read_dataset(path: str, data: Any) -> Any:
+    """Read ``path`` with the format named in ``data.format``, or the one its extension (and content) selects."""
+    from tunekit.plugins import registries
+
+    formats = registries().dataset_formats
+    if getattr(data, "format", None):
+        return formats.get(data.format).read(path, data)
+    p = Path(path)
+    if p.is_dir() or not p.suffix:
+        if "hub" in formats and not p.exists():
+            return formats.get("hub").read(path, data)
+    if not p.exists():
+        raise DataError(f"data file {path!r} does not exist; check the path given to --data / --val-data.")
+    suffix = "".join(p.suffixes[-1:]).lower()
+    candidates = [e.obj for e in formats if suffix in getattr(e.obj, "extensions", ())]
+    detecting = [f for f in candidates if hasattr(f, "detect")]
+    for fmt in detecting:
+        if fmt.detect(path):
+            return fmt.read(path, data)
+    plain = [f for f in candidates if not hasattr(f, "detect")]
+    if plain:
+        return plain[0].read(path, data)
+    known = sorted({ext for e in formats for ext in getattr(e.obj, "extensions", ())})
+    raise DataError(
+        f"no dataset format reads {p.name!r} (extension {suffix or 'none'}); use one of {', '.join(known)} "
+        "or name a format with --set data.format=NAME."
+    )

@@ -1,0 +1,76 @@
+"""Model sources (aliases, folders, hub ids) and quantized loading back ends.
+
+A *model source* plugin turns an alias into something ``from_pretrained`` can open. A *quantizer*
+plugin turns a request such as ``--quantize int8`` into ``from_pretrained`` keyword arguments.
+Names that no source registered are taken as a local folder, then as a Hugging Face hub id.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+from tunekit.errors import UsageError
+
+
+@dataclass
+class ResolvedModel:
+    """Where to load a model from, and the extra ``from_pretrained`` keyword arguments it needs."""
+
+    path: str
+    load_kwargs: dict[str, Any] = field(default_factory=dict)
+    tokenizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    local: bool = True
+
+
+@runtime_checkable
+class ModelSource(Protocol):
+    name: str
+    description: str
+
+    def resolve(self, cache_dir: Path) -> ResolvedModel:
+        """Return a loadable location (converting or unpacking into ``cache_dir`` if needed)."""
+
+
+@runtime_checkable
+class Quantizer(Protocol):
+    name: str
+    description: str
+
+    def load_kwargs(self, skip_modules: Sequence[str]) -> dict[str, Any]:
+        """``from_pretrained`` keyword arguments that load the base quantized.
+
+        ``skip_modules`` are modules created fresh at load time (a new task head) that must stay
+        in full precision.
+        """
+
+
+def cache_dir() -> Path:
+    """tunekit's cache folder (``TUNEKIT_CACHE``, else ``$XDG_CACHE_HOME/tunekit``, else ``~/.cache/tunekit``)."""
+    if os.environ.get("TUNEKIT_CACHE"):
+        return Path(os.environ["TUNEKIT_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tunekit"
+
+
+def resolve_model(name: str) -> ResolvedModel:
+    """Resolve a model alias, local folder or hub id."""
+    from tunekit.plugins import registries
+
+    sources = registries().model_sources
+    if name in sources:
+        return sources.get(name).resolve(cache_dir())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise UsageError(
+                f"model folder {str(path)!r} has no config.json; point --model at a Hugging Face model folder "
+                f"or use an alias ({', '.join(sources.names())})."
+            )
+        return ResolvedModel(str(path))
+    looks_like_hub_id = name.count("/") == 1 and not name.startswith((".", "/", "~"))
+    if not looks_like_hub_id:
+        raise UsageError(sources.unknown_message(name).replace("; known", ", and no such folder exists; known", 1))
+    return ResolvedModel(name, local=False)
