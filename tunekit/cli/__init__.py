@@ -1,0 +1,105 @@
+"""The ``tunekit`` command line. The only part of tunekit that prints or chooses exit codes.
+
+Each module named in COMMAND_MODULES adds its click commands to ``cli``; installed plugins can add
+more through the ``register_commands`` hook.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+
+from tunekit.errors import TunekitError
+
+COMMAND_MODULES = [
+    "tunekit.cli.run",
+    "tunekit.cli.listings",
+]
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="tunekit", message="tunekit %(version)s")
+@click.option("--debug", is_flag=True, envvar="TUNEKIT_DEBUG", help="Show tracebacks and debug logs.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """tunekit: fine-tune pretrained language models with pluggable parameter-efficient methods."""
+    ctx.obj = {"debug": debug}
+    level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
+    handler = RichHandler(console=err_console, show_path=debug, show_time=False, markup=False,
+                          rich_tracebacks=debug)
+    root = logging.getLogger("tunekit")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    if not debug:
+        for noisy in ("transformers", "datasets", "accelerate", "torch"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        import warnings
+
+        warnings.filterwarnings("ignore")
+
+
+def _load_commands() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(name)
+    from tunekit.plugins import registries
+
+    pm = registries().pm
+    if pm is not None:
+        for impl in pm.hook.register_commands.get_hookimpls():
+            try:
+                impl.function(cli=cli)
+            except Exception as exc:  # a broken plugin must not take the CLI down
+                logging.getLogger("tunekit.plugins").warning(
+                    "plugin %r failed to add its commands and was skipped: %s", impl.plugin_name, exc
+                )
+
+
+def report_error(exc: BaseException, debug: bool) -> int:
+    """Print one line for ``exc`` on stderr (a traceback too with --debug) and return the exit code."""
+    if debug:
+        err_console.print_exception()
+    if isinstance(exc, TunekitError):
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    err_console.print(
+        f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback, "
+        "and please report it).",
+        highlight=False, soft_wrap=True,
+    )
+    return 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or bool(os.environ.get("TUNEKIT_DEBUG"))
+    try:
+        _load_commands()
+        cli.main(args=args, prog_name="tunekit", standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("aborted.")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted.")
+        sys.exit(130)
+    except Exception as exc:
+        sys.exit(report_error(exc, debug))

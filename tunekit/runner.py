@@ -1,0 +1,276 @@
+"""One run, start to finish: config -> model source -> task -> quantizer -> method -> engine -> run folder.
+
+This is the only place that connects the registries to each other; it names no built-in plugin.
+
+Run folder layout::
+
+    config.yaml      the resolved configuration
+    task.json        what the task needs to rebuild itself (labels, ...)
+    tokenizer/       the tokenizer
+    adapter/         the method's weights and the task head (adapter_config.json + adapter_model.safetensors)
+    checkpoints/     step checkpoints written by the engine (for --resume)
+    metrics.jsonl    one line per logging step and per evaluation
+    summary.json     parameter counts, final and best metrics, timings
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from tunekit import config as config_mod
+from tunekit import options as opts
+from tunekit.config import RunConfig
+from tunekit.errors import CheckpointError, ConfigError, UsageError
+from tunekit.method import MethodReport, count_parameters, make_options
+from tunekit.models import ResolvedModel, resolve_model
+from tunekit.plugins import registries
+from tunekit.task import TaskContext
+
+log = logging.getLogger("tunekit.run")
+
+ADAPTER_DIR = "adapter"
+TOKENIZER_DIR = "tokenizer"
+
+
+@dataclass
+class RunResult:
+    """What ``tunekit.run`` returns."""
+
+    output_dir: Path
+    summary: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.output_dir / ADAPTER_DIR
+
+
+@dataclass
+class LoadedRun:
+    """A finished run loaded back: ready to predict, evaluate or generate."""
+
+    model: Any
+    tokenizer: Any
+    job: Any
+    config: RunConfig
+    applied: Any
+    folder: Path
+
+
+def as_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike) -> RunConfig:
+    """Accept a RunConfig, a nested dict, or the path of a YAML file."""
+    if isinstance(config, RunConfig):
+        return config
+    if isinstance(config, Mapping):
+        return config_mod.from_dict(config)
+    return config_mod.load(config)
+
+
+def fingerprint(cfg: RunConfig) -> str:
+    """A hash of everything that decides the training trajectory (used to refuse resuming a different run)."""
+    tree = cfg.to_dict()
+    tree["training"] = {k: v for k, v in tree["training"].items()
+                        if k not in ("resume", "eval_steps", "save_steps", "logging_steps", "report_to",
+                                     "save_total_limit", "max_steps", "epochs", "early_stopping_patience")}
+    tree.pop("output", None)
+    return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def default_output_dir(cfg: RunConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.method_name}-{cfg.task_name}-{stamp}"
+
+
+def _check_output_dir(out: Path, cfg: RunConfig) -> None:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"output path {str(out)!r} is a file; choose a folder with --output.")
+    if not out.exists():
+        parent = out.parent if str(out.parent) else Path(".")
+        probe = parent
+        while not probe.exists():
+            probe = probe.parent
+        if not os.access(probe, os.W_OK):
+            raise UsageError(f"cannot create the output folder {str(out)!r}: {str(probe)!r} is not writable.")
+        return
+    if not os.access(out, os.W_OK):
+        raise UsageError(f"output folder {str(out)!r} is not writable; choose another with --output.")
+    has_run = (out / "summary.json").exists() or (out / "checkpoints").is_dir()
+    if has_run and not cfg.training.resume and not cfg.output.overwrite:
+        raise CheckpointError(
+            f"output folder {str(out)!r} already holds a run; pass --resume to continue it, "
+            "or --overwrite to start over."
+        )
+    if cfg.training.resume and (out / "config.yaml").is_file():
+        previous = config_mod.from_dict(config_mod.read_yaml(out / "config.yaml"))
+        if fingerprint(previous) != fingerprint(cfg):
+            raise CheckpointError(
+                f"output folder {str(out)!r} was made by a different configuration; resume with the same "
+                "settings, or choose a new --output."
+            )
+
+
+def _load_tokenizer(source: ResolvedModel, cfg: RunConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    kwargs = dict(source.tokenizer_kwargs)
+    if cfg.model.revision:
+        kwargs["revision"] = cfg.model.revision
+    return AutoTokenizer.from_pretrained(source.path, trust_remote_code=cfg.model.trust_remote_code, **kwargs)
+
+
+def _quantizer_kwargs(cfg: RunConfig, method: Any, head_modules: Sequence[str]) -> dict[str, Any]:
+    if not cfg.model.quantize:
+        return {}
+    quantizer = registries().quantizers.get(cfg.model.quantize)
+    if getattr(method, "trains_base_weights", False):
+        raise UsageError(
+            f"method {cfg.method_name!r} trains the base weights, which cannot be trained in "
+            f"{cfg.model.quantize}; drop --quantize or pick a method that freezes the base (lora, houlsby, ...)."
+        )
+    return quantizer.load_kwargs(list(head_modules))
+
+
+def _source(cfg: RunConfig) -> ResolvedModel:
+    source = resolve_model(cfg.model.name)
+    if cfg.model.revision:
+        source.load_kwargs.setdefault("revision", cfg.model.revision)
+    if cfg.model.trust_remote_code:
+        source.load_kwargs["trust_remote_code"] = True
+    return source
+
+
+def prepare(cfg: RunConfig) -> tuple[Any, Any, Any, Any, Any, ResolvedModel]:
+    """Everything up to a model with the method applied; cheap checks come first.
+
+    Returns (task_job, model, applied, method_report, tokenizer, source).
+    """
+    regs = registries()
+    task = regs.tasks.get(cfg.task_name)
+    method = regs.methods.get(cfg.method_name)
+    method_options = make_options(method, cfg.method_options)
+    task_options = opts.build(task.options_class, cfg.task_options, where="task")
+    if cfg.model.quantize:
+        regs.quantizers.get(cfg.model.quantize)
+        if getattr(method, "trains_base_weights", False):
+            _quantizer_kwargs(cfg, method, [])
+    if not cfg.data.train:
+        raise ConfigError("no training data; pass --data FILE (or set data.train in the config).")
+
+    from tunekit.data import read_dataset
+
+    train_rows = read_dataset(cfg.data.train, cfg.data)
+    val_rows = read_dataset(cfg.data.validation, cfg.data) if cfg.data.validation else None
+    source = _source(cfg)
+    tokenizer = _load_tokenizer(source, cfg)
+    job = task.prepare(TaskContext(tokenizer, task_options, cfg.data, train_rows, val_rows, cfg.training.seed))
+    load_kwargs = {**source.load_kwargs, **_quantizer_kwargs(cfg, method, job.head_modules)}
+    model = job.build_model(source, load_kwargs)
+    applied = method.apply(model, method_options, list(job.head_modules))
+    trainable, total = count_parameters(model)
+    report = MethodReport(cfg.method_name, trainable, total, list(applied.injected), applied)
+    if trainable == 0:
+        raise UsageError(f"method {cfg.method_name!r} left nothing to train; check its options.")
+    return job, model, applied, report, tokenizer, source
+
+
+def _emit(listeners: Sequence[Any], event: str, *args: Any) -> None:
+    for listener in listeners:
+        fn = getattr(listener, event, None)
+        if fn is not None:
+            fn(*args)
+
+
+def run(config: RunConfig | Mapping[str, Any] | str | os.PathLike, listeners: Sequence[Any] = ()) -> RunResult:
+    """Train as ``config`` says and write the run folder. ``listeners`` receive progress events."""
+    cfg = as_config(config)
+    out = Path(cfg.output.dir) if cfg.output.dir else default_output_dir(cfg)
+    cfg.output.dir = str(out)
+    _check_output_dir(out, cfg)
+    job, model, applied, report, tokenizer, _source_ = prepare(cfg)
+    from tunekit.engine import train
+    log.info("%s", report.line())
+    _emit(listeners, "on_method_applied", report)
+
+    created = not out.exists()
+    if cfg.output.overwrite and out.exists() and not cfg.training.resume:
+        for child in ("checkpoints", ADAPTER_DIR, "summary.json", "metrics.jsonl"):
+            target = out / child
+            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        (out / "config.yaml").write_text(config_mod.to_yaml(cfg), encoding="utf-8")
+        job.save(out)
+        tokenizer.save_pretrained(out / TOKENIZER_DIR)
+        result = train(model, job, cfg.training, out, applied=applied, listeners=listeners,
+                       config_fingerprint=fingerprint(cfg))
+    except BaseException:
+        if created and not (out / "checkpoints").is_dir():
+            shutil.rmtree(out, ignore_errors=True)  # nothing worth keeping: leave no half-written folder
+        raise
+    tmp = out / f".{ADAPTER_DIR}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    applied.save(tmp)
+    shutil.rmtree(out / ADAPTER_DIR, ignore_errors=True)
+    os.replace(tmp, out / ADAPTER_DIR)
+    summary = {
+        "method": cfg.method_name,
+        "task": cfg.task_name,
+        "model": cfg.model.name,
+        "quantize": cfg.model.quantize,
+        "trainable_params": report.trainable_params,
+        "total_params": report.total_params,
+        "trainable_percent": round(report.trainable_percent, 4),
+        **_result_fields(result),
+        "output_dir": str(out),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
+    _emit(listeners, "on_run_end", summary)
+    return RunResult(out, summary, dict(getattr(result, "final_metrics", {}) or {}))
+
+
+def _result_fields(result: Any) -> dict[str, Any]:
+    final = dict(getattr(result, "final_metrics", {}) or {})
+    best = dict(getattr(result, "best_metrics", {}) or {})
+    fields: dict[str, Any] = dict(final)
+    fields["final_metrics"] = final
+    fields["best_metrics"] = best
+    for name in ("best_checkpoint", "steps", "epochs", "train_seconds", "tokens_per_second",
+                 "peak_memory_mb", "stopped_early"):
+        if hasattr(result, name):
+            value = getattr(result, name)
+            fields[name] = str(value) if isinstance(value, Path) else value
+    return fields
+
+
+def load_run(folder: str | os.PathLike, *, quantize: str | None = None) -> LoadedRun:
+    """Load a finished run folder: the base model with the task head and the trained method weights."""
+    out = Path(folder)
+    if not (out / "config.yaml").is_file():
+        raise UsageError(f"{str(out)!r} is not a tunekit run folder (no config.yaml); pass the folder `tunekit run` wrote.")
+    if not (out / ADAPTER_DIR).is_dir():
+        raise CheckpointError(f"run folder {str(out)!r} has no trained weights ({ADAPTER_DIR}/); the run did not finish — resume it with --resume.")
+    cfg = config_mod.from_dict(config_mod.read_yaml(out / "config.yaml"))
+    if quantize is not None:
+        cfg.model.quantize = quantize or None
+    regs = registries()
+    task = regs.tasks.get(cfg.task_name)
+    method = regs.methods.get(cfg.method_name)
+    from transformers import AutoTokenizer
+
+    task_options = opts.build(task.options_class, cfg.task_options, where="task")
+    tokenizer = AutoTokenizer.from_pretrained(out / TOKENIZER_DIR)
+    job = task.restore(TaskContext(tokenizer, task_options, cfg.data, None, None, cfg.training.seed), out)
+    source = _source(cfg)
+    load_kwargs = {**source.load_kwargs, **_quantizer_kwargs(cfg, method, job.head_modules)}
+    model = job.build_model(source, load_kwargs)
+    applied = method.load(model, out / ADAPTER_DIR)
+    model.eval()
+    return LoadedRun(model, tokenizer, job, cfg, applied, out)
