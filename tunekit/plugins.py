@@ -140,7 +140,15 @@ def load(extra_plugins: list[Any] | None = None) -> Registries:
             add(None, status)
             continue
         if ep.name in providers or pm.get_plugin(ep.name) is not None:
-            continue  # the same distribution seen twice on sys.path
+            # importlib.metadata already folds a distribution seen twice on sys.path into one, so this is a
+            # second distribution using the same plugin name: keep the first, report the second.
+            first = providers.get(ep.name)
+            owner = first.distribution if first else "another plugin"
+            _fail(status, PluginError(
+                f"the plugin name {ep.name!r} is already taken by {owner}; rename the entry point in {dist}."
+            ))
+            out.plugins.append(status)
+            continue
         try:
             plugin = ep.load()
         except Exception as exc:
@@ -155,6 +163,11 @@ def load(extra_plugins: list[Any] | None = None) -> Registries:
     for hook_name, (attr, _kind, _flag) in HOOKS.items():
         registry: Registry = getattr(out, attr)
         _call_hook(pm, hook_name, registry, providers)
+    # A plugin that raised in a later hook keeps nothing it registered in earlier ones.
+    failed = {p.name for p in out.plugins if p.state == "failed"}
+    if failed:
+        for attr, _kind, _flag in HOOKS.values():
+            getattr(out, attr).discard_plugins(failed)
     return out
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, Iterator, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tunekit.errors import PluginError, UnknownNameError
 
@@ -56,6 +57,10 @@ class Registry(Generic[T]):
             )
         description = (getattr(obj, "description", "") or "").strip().splitlines()
         self._entries[name] = Entry(name, obj, description[0] if description else "", provider)
+
+    def discard_plugins(self, plugins: set[str]) -> None:
+        """Drop every entry provided by one of the named plugins (used when a plugin fails part-way)."""
+        self._entries = {n: e for n, e in self._entries.items() if e.provider.plugin not in plugins}
 
     def get(self, name: str) -> T:
         return self.entry(name).obj

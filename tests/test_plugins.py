@@ -1,0 +1,352 @@
+"""The plugin manager: entry-point discovery, isolation of broken plugins, collisions, allow/deny lists.
+
+Third-party plugins are installed for real into a temporary folder on ``sys.path``: a module plus a
+``*.dist-info`` folder with ``METADATA`` and ``entry_points.txt``, which is all ``importlib.metadata``
+needs, so the provider's distribution name and version go through the same code as a pip install.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import logging
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tunekit import plugins
+from tunekit.errors import PluginError, UnknownNameError
+from tunekit.hookspecs import hookimpl
+
+_counter = itertools.count()
+
+
+class FakeMethod:
+    """Just enough of a method for the registry (the registry only needs a name and a description)."""
+
+    def __init__(self, name: str, description: str = "A test method.") -> None:
+        self.name = name
+        self.description = description
+
+
+class MethodPlugin:
+    """An in-process plugin object registering the named methods."""
+
+    def __init__(self, *names: str) -> None:
+        self.names = names
+
+    @hookimpl
+    def register_methods(self, register: Any) -> None:
+        for name in self.names:
+            register(FakeMethod(name))
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    monkeypatch.delenv("TUNEKIT_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("TUNEKIT_LOAD_PLUGINS", raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def use_plugins(clean_env: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Register plugin objects for the duration of one test; the previous registries come back after."""
+    clean_env.setattr(plugins, "_current", plugins._current)
+
+    def use(*extra: Any) -> plugins.Registries:
+        return plugins.reset(extra_plugins=list(extra))
+
+    yield use
+
+
+@pytest.fixture
+def site(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
+    """Install tiny plugin distributions into a temporary folder on sys.path."""
+    root = tmp_path / "site"
+    root.mkdir()
+    clean_env.syspath_prepend(str(root))
+    modules: list[str] = []
+
+    def install(dist: str, version: str, body: str, ep_name: str | None = None) -> str:
+        module = f"tk_test_plugin_{next(_counter)}"
+        (root / f"{module}.py").write_text(textwrap.dedent(body), encoding="utf-8")
+        info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n", encoding="utf-8")
+        (info / "entry_points.txt").write_text(f"[tunekit]\n{ep_name or dist} = {module}\n", encoding="utf-8")
+        modules.append(module)
+        importlib.invalidate_caches()
+        return module
+
+    yield install
+    for module in modules:
+        sys.modules.pop(module, None)
+    importlib.invalidate_caches()
+
+
+GOOD = """
+from tunekit.hookspecs import hookimpl
+
+class M:
+    name = "{name}"
+    description = "Method from a test distribution."
+
+@hookimpl
+def register_methods(register):
+    register(M())
+"""
+
+
+def status(regs: plugins.Registries, name: str) -> plugins.PluginStatus:
+    matches = [p for p in regs.plugins if p.name == name]
+    assert len(matches) == 1, [p.name for p in regs.plugins]
+    return matches[0]
+
+
+def plugin_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "tunekit.plugins" and r.levelno == logging.WARNING]
+
+
+# --- in-process registration (what tests and notebooks use) ------------------------------------------------
+
+
+def test_extra_plugin_is_registered_for_one_test_and_restored(use_plugins: Any) -> None:
+    before = plugins.registries()
+    regs = use_plugins(MethodPlugin("only-in-this-test"))
+    assert plugins.registries() is regs
+    assert "only-in-this-test" in regs.methods
+    assert "only-in-this-test" not in before.methods
+
+
+def test_registries_are_loaded_once_and_reset_reloads(use_plugins: Any) -> None:
+    first = plugins.reset()
+    assert plugins.registries() is first
+    assert plugins.registries() is first
+    assert plugins.reset() is not first
+
+
+def test_builtins_load_as_ordinary_plugins(use_plugins: Any) -> None:
+    regs = use_plugins()
+    builtins = [p for p in regs.plugins if p.builtin]
+    assert {p.name for p in builtins} == set(plugins._builtin_modules())
+    for p in builtins:
+        assert p.distribution == "tunekit"
+        assert p.state == "loaded", p.error
+
+
+def test_unknown_method_suggests_a_close_name(use_plugins: Any) -> None:
+    regs = use_plugins(MethodPlugin("scale-vectors"))
+    with pytest.raises(UnknownNameError, match="did you mean 'scale-vectors'"):
+        regs.methods.get("scale-vector")
+
+
+def test_plugin_raising_in_a_hook_is_isolated(use_plugins: Any, caplog: pytest.LogCaptureFixture) -> None:
+    class Exploding:
+        @hookimpl
+        def register_methods(self, register: Any) -> None:
+            register(FakeMethod("half-registered"))
+            raise RuntimeError("hook went wrong")
+
+    regs = use_plugins(Exploding(), MethodPlugin("survivor"))
+    st = status(regs, "Exploding")
+    assert st.state == "failed"
+    assert st.error == "RuntimeError: hook went wrong"
+    assert "survivor" in regs.methods
+    # nothing from a failed plugin stays registered
+    assert "half-registered" not in regs.methods
+    assert len(plugin_warnings(caplog)) == 1
+
+
+def test_plugin_failing_in_a_later_hook_loses_earlier_registrations(use_plugins: Any) -> None:
+    class LateFailure:
+        @hookimpl
+        def register_methods(self, register: Any) -> None:
+            register(FakeMethod("early"))
+
+        @hookimpl
+        def register_tasks(self, register: Any) -> None:
+            raise ValueError("task hook broke")
+
+    regs = use_plugins(LateFailure())
+    assert status(regs, "LateFailure").state == "failed"
+    assert "early" not in regs.methods
+
+
+def test_malformed_hookimpl_is_a_failure_not_a_crash(use_plugins: Any) -> None:
+    class WrongArguments:
+        @hookimpl
+        def register_methods(self, register: Any, surprise: Any) -> None:  # not in the spec
+            register(FakeMethod("never"))
+
+    regs = use_plugins(WrongArguments(), MethodPlugin("fine"))
+    st = status(regs, "WrongArguments")
+    assert st.state == "failed"
+    assert "surprise" in st.error
+    assert "fine" in regs.methods and "never" not in regs.methods
+
+
+def test_collision_between_in_process_plugins_names_both(use_plugins: Any) -> None:
+    class First(MethodPlugin):
+        pass
+
+    class Second(MethodPlugin):
+        pass
+
+    with pytest.raises(PluginError) as info:
+        use_plugins(First("twin"), Second("twin"))
+    assert "'First'" in str(info.value) and "'Second'" in str(info.value)
+
+
+# --- installed distributions found through entry points ------------------------------------------------
+
+
+def test_entry_point_plugin_carries_distribution_name_and_version(site: Any, use_plugins: Any) -> None:
+    site("tunekit-demo", "1.2.3", GOOD.format(name="demo-method"), ep_name="demo")
+    regs = use_plugins()
+    entry = regs.methods.entry("demo-method")
+    assert entry.provider.distribution == "tunekit-demo"
+    assert entry.provider.version == "1.2.3"
+    assert entry.provider.plugin == "demo"
+    assert entry.description == "Method from a test distribution."
+    st = status(regs, "demo")
+    assert (st.state, st.distribution, st.version, st.builtin) == ("loaded", "tunekit-demo", "1.2.3", False)
+
+
+def test_plugin_failing_on_import_is_isolated_with_one_warning(
+    site: Any, use_plugins: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    site("tunekit-broken", "0.1.0", "raise RuntimeError('cannot import me')\n")
+    site("tunekit-good", "0.2.0", GOOD.format(name="good-method"))
+    with caplog.at_level(logging.WARNING, logger="tunekit.plugins"):
+        regs = use_plugins()
+    st = status(regs, "tunekit-broken")
+    assert st.state == "failed"
+    assert st.error == "RuntimeError: cannot import me"
+    assert "good-method" in regs.methods
+    assert all(p.state == "loaded" for p in regs.plugins if p.builtin)
+    warnings = plugin_warnings(caplog)
+    assert len(warnings) == 1
+    assert "tunekit-broken" in warnings[0] and "cannot import me" in warnings[0]
+
+
+def test_entry_point_to_a_missing_module_fails_cleanly(site: Any, use_plugins: Any, tmp_path: Path) -> None:
+    module = site("tunekit-ghost", "1.0", GOOD.format(name="ghost-method"))
+    (tmp_path / "site" / f"{module}.py").unlink()
+    importlib.invalidate_caches()
+    regs = use_plugins()
+    st = status(regs, "tunekit-ghost")
+    assert st.state == "failed"
+    assert st.error.startswith("ModuleNotFoundError")
+
+
+def test_entry_point_plugin_raising_in_its_hook_names_its_distribution(
+    site: Any, use_plugins: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    site("tunekit-hookfail", "3.0", """
+        from tunekit.hookspecs import hookimpl
+
+        @hookimpl
+        def register_methods(register):
+            raise KeyError("missing piece")
+    """)
+    with caplog.at_level(logging.WARNING, logger="tunekit.plugins"):
+        regs = use_plugins(MethodPlugin("still-here"))
+    assert status(regs, "tunekit-hookfail").state == "failed"
+    assert "still-here" in regs.methods
+    warnings = plugin_warnings(caplog)
+    assert len(warnings) == 1 and "tunekit-hookfail" in warnings[0] and "missing piece" in warnings[0]
+
+
+def test_collision_between_distributions_names_both_with_versions(site: Any, use_plugins: Any) -> None:
+    site("tunekit-one", "1.0", GOOD.format(name="same-name"))
+    site("tunekit-two", "2.0", GOOD.format(name="same-name"))
+    with pytest.raises(PluginError) as info:
+        use_plugins()
+    message = str(info.value)
+    assert "tunekit-one 1.0" in message and "tunekit-two 2.0" in message
+    assert "method 'same-name'" in message
+
+
+def test_two_distributions_with_the_same_plugin_name_report_the_second(site: Any, use_plugins: Any) -> None:
+    site("tunekit-first", "1.0", GOOD.format(name="from-first"), ep_name="shared")
+    site("tunekit-second", "1.0", GOOD.format(name="from-second"), ep_name="shared")
+    regs = use_plugins()
+    states = {p.distribution: p for p in regs.plugins if p.name == "shared"}
+    loaded = [d for d, p in states.items() if p.state == "loaded"]
+    failed = [p for p in states.values() if p.state == "failed"]
+    assert len(loaded) == 1 and len(failed) == 1
+    assert loaded[0] in failed[0].error and "already taken" in failed[0].error
+
+
+# --- environment variables ------------------------------------------------------------------------------
+
+
+def test_disable_by_entry_point_or_distribution_name(site: Any, use_plugins: Any, clean_env: pytest.MonkeyPatch) -> None:
+    site("tunekit-red", "1.0", GOOD.format(name="red-method"), ep_name="red")
+    site("tunekit-blue", "1.0", GOOD.format(name="blue-method"), ep_name="blue")
+    clean_env.setenv("TUNEKIT_DISABLE_PLUGINS", "red, tunekit-blue")
+    regs = use_plugins()
+    assert status(regs, "red").state == "blocked"
+    assert status(regs, "blue").state == "blocked"
+    assert "red-method" not in regs.methods and "blue-method" not in regs.methods
+
+
+def test_disable_a_builtin_by_short_or_full_name(use_plugins: Any, clean_env: pytest.MonkeyPatch) -> None:
+    builtin = plugins._builtin_modules()
+    if not builtin:
+        pytest.skip("no built-in plugin exists yet")
+    full = builtin[0]
+    short = full.rsplit(".", 1)[1]
+    for value in (short, full):
+        clean_env.setenv("TUNEKIT_DISABLE_PLUGINS", value)
+        regs = use_plugins()
+        assert status(regs, full).state == "blocked"
+        for attr, _kind, _flag in plugins.HOOKS.values():
+            assert all(e.provider.plugin != full for e in getattr(regs, attr))
+
+
+def test_allowlist_loads_only_named_third_party_plugins(
+    site: Any, use_plugins: Any, clean_env: pytest.MonkeyPatch
+) -> None:
+    site("tunekit-wanted", "1.0", GOOD.format(name="wanted-method"), ep_name="wanted")
+    site("tunekit-unwanted", "1.0", GOOD.format(name="unwanted-method"), ep_name="unwanted")
+    clean_env.setenv("TUNEKIT_LOAD_PLUGINS", "wanted")
+    regs = use_plugins()
+    assert "wanted-method" in regs.methods
+    assert "unwanted-method" not in regs.methods
+    assert status(regs, "unwanted").state == "blocked"
+    # built-ins are not third-party plugins: the allowlist never blocks them
+    assert all(p.state == "loaded" for p in regs.plugins if p.builtin)
+
+
+def test_allowlist_accepts_distribution_names_and_empty_means_none(
+    site: Any, use_plugins: Any, clean_env: pytest.MonkeyPatch
+) -> None:
+    site("tunekit-green", "1.0", GOOD.format(name="green-method"), ep_name="green")
+    clean_env.setenv("TUNEKIT_LOAD_PLUGINS", "tunekit-green")
+    assert "green-method" in use_plugins().methods
+    clean_env.setenv("TUNEKIT_LOAD_PLUGINS", "")
+    regs = use_plugins()
+    assert "green-method" not in regs.methods
+    assert all(p.state == "blocked" for p in regs.plugins if not p.builtin)
+
+
+def test_disable_wins_over_allowlist(site: Any, use_plugins: Any, clean_env: pytest.MonkeyPatch) -> None:
+    site("tunekit-both", "1.0", GOOD.format(name="both-method"), ep_name="both")
+    clean_env.setenv("TUNEKIT_LOAD_PLUGINS", "both")
+    clean_env.setenv("TUNEKIT_DISABLE_PLUGINS", "both")
+    regs = use_plugins()
+    assert status(regs, "both").state == "blocked"
+    assert "both-method" not in regs.methods
+
+
+def test_blocked_broken_plugin_is_never_imported(site: Any, use_plugins: Any, clean_env: pytest.MonkeyPatch) -> None:
+    module = site("tunekit-bomb", "1.0", "raise SystemExit('imported although blocked')\n")
+    clean_env.setenv("TUNEKIT_DISABLE_PLUGINS", "tunekit-bomb")
+    regs = use_plugins()
+    assert status(regs, "tunekit-bomb").state == "blocked"
+    assert module not in sys.modules
