@@ -350,3 +350,72 @@ def test_blocked_broken_plugin_is_never_imported(site: Any, use_plugins: Any, cl
     regs = use_plugins()
     assert status(regs, "tunekit-bomb").state == "blocked"
     assert module not in sys.modules
+
+
+# --- the `tunekit plugins` and `tunekit methods` listings ---------------------------------------------
+
+
+@pytest.fixture
+def cli_run(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from click.testing import CliRunner
+
+    from tunekit import cli as cli_module
+
+    cli_module._load_commands()
+    monkeypatch.setattr(cli_module.console, "width", 400)  # no wrapping inside table cells
+
+    def run(*args: str) -> Any:
+        result = CliRunner().invoke(cli_module.cli, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    return run
+
+
+def test_plugins_command_shows_loaded_failed_and_blocked(
+    site: Any, use_plugins: Any, clean_env: pytest.MonkeyPatch, cli_run: Any
+) -> None:
+    site("tunekit-shown", "4.5.6", GOOD.format(name="shown-method"), ep_name="shown")
+    site("tunekit-crashy", "0.0.1", "raise ImportError('no such dependency: frobnicate')\n", ep_name="crashy")
+    site("tunekit-quiet", "1.0", GOOD.format(name="quiet-method"), ep_name="quiet")
+    clean_env.setenv("TUNEKIT_DISABLE_PLUGINS", "quiet")
+    use_plugins()
+    lines = cli_run("plugins").splitlines()
+
+    def row(name: str) -> str:
+        found = [line for line in lines if f" {name} " in line]
+        assert len(found) == 1, lines
+        return found[0]
+
+    assert "tunekit-shown" in row("shown") and "4.5.6" in row("shown") and "loaded" in row("shown")
+    assert "failed" in row("crashy") and "ImportError: no such dependency: frobnicate" in row("crashy")
+    assert "blocked" in row("quiet") and "tunekit-quiet" in row("quiet")
+    for name in plugins._builtin_modules():
+        assert "built-in" in row(name)
+
+
+def test_methods_command_lists_a_plugin_method_with_provider_and_version(
+    site: Any, use_plugins: Any, cli_run: Any
+) -> None:
+    site("tunekit-listed", "7.8.9", GOOD.format(name="listed-method"), ep_name="listed")
+    use_plugins()
+    line = next(line for line in cli_run("methods").splitlines() if "listed-method" in line)
+    assert "tunekit-listed 7.8.9" in line
+    assert "Method from a test distribution." in line
+
+
+def test_cli_turns_a_collision_into_one_error_line(
+    site: Any, use_plugins: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tunekit import cli as cli_module
+
+    site("tunekit-left", "1.0", GOOD.format(name="clash"))
+    site("tunekit-right", "1.0", GOOD.format(name="clash"))
+    monkeypatch.setattr(plugins, "_current", None)  # the CLI loads the plugins itself
+    monkeypatch.setattr(cli_module.err_console, "width", 400)
+    with pytest.raises(SystemExit) as info:
+        cli_module.main(["methods"])
+    assert info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "tunekit-left" in err and "tunekit-right" in err and "TUNEKIT_DISABLE_PLUGINS" in err
