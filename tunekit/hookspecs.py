@@ -6,7 +6,8 @@ Built-in plugins use exactly these hooks too. See docs/plugins.md for examples.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 

@@ -8,9 +8,10 @@ Names that no source registered are taken as a local folder, then as a Hugging F
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from tunekit.errors import UsageError
 

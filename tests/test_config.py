@@ -1,0 +1,86 @@
+"""Config loading: YAML < CLI flags < --set, validation errors name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunekit import config
+from tunekit.cli.run import overrides_from_flags
+from tunekit.errors import ConfigError
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_main_job():
+    cfg = config.load()
+    assert cfg.method_name == "lora"
+    assert cfg.task_name == "causal-lm"
+    assert cfg.model.name == "smollm2-135m"
+
+
+def test_yaml_then_flags_then_set(tmp_path):
+    path = write(tmp_path, """
+model: {name: minilm-l6}
+method: {name: lora, r: 4}
+training: {lr: 0.001, epochs: 3, batch_size: 8}
+data: {text_column: text}
+""")
+    cfg = config.load(path, overrides_from_flags({"lr": 0.01, "epochs": None}), ["method.r=16", "data.text_column=sentence"])
+    assert cfg.training.lr == 0.01  # flag beats YAML
+    assert cfg.training.epochs == 3.0  # YAML kept where no flag was given
+    assert cfg.training.batch_size == 8
+    assert cfg.method == {"name": "lora", "r": 16}  # --set beats YAML
+    assert cfg.data.text_column == "sentence"
+    assert cfg.model.name == "minilm-l6"
+
+
+def test_set_parses_yaml_scalars_and_lists():
+    cfg = config.load(sets=["training.max_steps=100", "data.header=false", "method.target_modules=[query, value]",
+                            "training.report_to=tensorboard"])
+    assert cfg.training.max_steps == 100
+    assert cfg.data.header is False
+    assert cfg.method["target_modules"] == ["query", "value"]
+    assert cfg.training.report_to == ["tensorboard"]
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("training: {lr: fast}", "training.lr must be a number"),
+        ("training: {epochs: -1}", "training.epochs must be positive"),
+        ("training: {lrr: 0.1}", "did you mean training.lr"),
+        ("trainng: {lr: 0.1}", "unknown config section 'trainng'"),
+        ("training: {batch_size: 2.5}", "training.batch_size must be a whole number"),
+        ("data: {val_split: 1.5}", "data.val_split must be in [0, 1)"),
+        ("training: {precision: fp8}", "training.precision must be one of"),
+        ("training: [1, 2]", "must be a mapping"),
+        ("- just\n- a list", "must hold a mapping"),
+        ("model: {name: [oops", "is not valid YAML at line"),
+    ],
+)
+def test_validation_errors_name_the_key(tmp_path, text, needle):
+    with pytest.raises(ConfigError) as err:
+        config.load(write(tmp_path, text))
+    assert needle in str(err.value)
+
+
+def test_set_needs_a_section_and_equals():
+    with pytest.raises(ConfigError, match="SECTION.KEY"):
+        config.load(sets=["lr=0.1"])
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        config.load(sets=["training.lr"])
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(tmp_path / "nope.yaml")
+
+
+def test_round_trip_through_yaml(tmp_path):
+    cfg = config.load(sets=["method.r=4", "training.lr=0.5"])
+    again = config.load(write(tmp_path, config.to_yaml(cfg)))
+    assert again == cfg
