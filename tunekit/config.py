@@ -30,8 +30,13 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    train: str | None = option(None, "Training data: a file (csv, tsv, json, jsonl, parquet, SQuAD, CoNLL) or dataset name.")
+    train: str | None = option(
+        "demo", "Training data: a file (csv, tsv, json, jsonl, parquet, SQuAD, CoNLL), a dataset name, or `demo` "
+        "(the bundled question/answer set of the main job).")
     validation: str | None = option(None, "Validation data; when absent `val_split` carves one out of `train`.")
+    heldout: str | None = option(
+        None, "Held-out prompts (jsonl with prompt, response, keywords): answered before and after training and "
+        "scored by keyword; default: the training dataset's own held-out companion, if it has one.")
     format: str | None = option(None, "Dataset format name; by default chosen from the file extension.")
     text_column: str | None = option(None, "Column with the input text (default: the task's usual name).")
     text_pair_column: str | None = option(None, "Column with the second text of a pair, if any.")

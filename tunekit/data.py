@@ -24,11 +24,34 @@ class DatasetFormat(Protocol):
     def read(self, path: str, data: Any) -> Any: ...
 
 
+def named_dataset(name: str) -> Any | None:
+    """The format that provides the named dataset ``name`` (listed in its ``datasets`` attribute), if any."""
+    from tunekit.plugins import registries
+
+    for entry in registries().dataset_formats:
+        if name in getattr(entry.obj, "datasets", ()):
+            return entry.obj
+    return None
+
+
+def heldout_companion(name: str | None) -> str | None:
+    """The held-out set that goes with the named dataset ``name`` (a format's ``heldout_companions``), if any."""
+    fmt = named_dataset(name) if name else None
+    return getattr(fmt, "heldout_companions", {}).get(name) if fmt is not None else None
+
+
 def read_dataset(path: str, data: Any) -> Any:
-    """Read ``path`` with the format named in ``data.format``, or the one its extension (and content) selects."""
+    """Read ``path`` with the format named in ``data.format``, or the one its extension (and content) selects.
+
+    A format may also provide named datasets (its ``datasets`` attribute, e.g. ``demo``); those names
+    are read by that format whatever ``data.format`` says.
+    """
     from tunekit.plugins import registries
 
     formats = registries().dataset_formats
+    provider = named_dataset(path)
+    if provider is not None:
+        return provider.read(path, data)
     if getattr(data, "format", None):
         return formats.get(data.format).read(path, data)
     p = Path(path)

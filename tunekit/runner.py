@@ -23,12 +23,12 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from tunekit import config as config_mod
 from tunekit import options as opts
 from tunekit.config import RunConfig
-from tunekit.errors import CheckpointError, ConfigError, UsageError
+from tunekit.errors import CheckpointError, ConfigError, DataError, UsageError
 from tunekit.method import MethodReport, count_parameters, make_options
 from tunekit.models import ResolvedModel, resolve_model
 from tunekit.plugins import registries
@@ -37,6 +37,7 @@ from tunekit.task import TaskContext
 log = logging.getLogger("tunekit.run")
 
 ADAPTER_DIR = "adapter"
+HELDOUT_FILE = "heldout.jsonl"
 TOKENIZER_DIR = "tokenizer"
 
 
@@ -147,8 +148,11 @@ def _source(cfg: RunConfig) -> ResolvedModel:
     return source
 
 
-def prepare(cfg: RunConfig) -> tuple[Any, Any, Any, Any, Any, ResolvedModel]:
+def prepare(cfg: RunConfig, before_method: Callable[[Any, Any], None] | None = None,
+            ) -> tuple[Any, Any, Any, Any, Any, ResolvedModel]:
     """Everything up to a model with the method applied; cheap checks come first.
+
+    ``before_method(job, model)`` runs on the base model with its head, before the method changes it.
 
     Returns (task_job, model, applied, method_report, tokenizer, source).
     """
@@ -173,6 +177,8 @@ def prepare(cfg: RunConfig) -> tuple[Any, Any, Any, Any, Any, ResolvedModel]:
     job = task.prepare(TaskContext(tokenizer, task_options, cfg.data, train_rows, val_rows, cfg.training.seed))
     load_kwargs = {**source.load_kwargs, **_quantizer_kwargs(cfg, method, job.head_modules)}
     model = job.build_model(source, load_kwargs)
+    if before_method is not None:
+        before_method(job, model)
     applied = method.apply(model, method_options, list(job.head_modules))
     trainable, total = count_parameters(model)
     report = MethodReport(cfg.method_name, trainable, total, list(applied.injected), applied)
@@ -194,7 +200,14 @@ def run(config: RunConfig | Mapping[str, Any] | str | os.PathLike, listeners: Se
     out = Path(cfg.output.dir) if cfg.output.dir else default_output_dir(cfg)
     cfg.output.dir = str(out)
     _check_output_dir(out, cfg)
-    job, model, applied, report, tokenizer, _source_ = prepare(cfg)
+    heldout = _heldout_rows(cfg)
+    base_answers: list[str] = []
+
+    def answer_before_training(job: Any, model: Any) -> None:
+        if heldout:
+            base_answers.extend(_answers(job, model, heldout))
+
+    job, model, applied, report, tokenizer, _source_ = prepare(cfg, answer_before_training)
     from tunekit.engine import train
     log.info("%s", report.line())
     _emit(listeners, "on_method_applied", report)
@@ -231,9 +244,68 @@ def run(config: RunConfig | Mapping[str, Any] | str | os.PathLike, listeners: Se
         **_result_fields(result),
         "output_dir": str(out),
     }
+    if heldout:
+        summary.update(_score_heldout(job, model, heldout, base_answers, out))
+        _emit(listeners, "on_heldout", _read_jsonl(out / HELDOUT_FILE), summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
     _emit(listeners, "on_run_end", summary)
     return RunResult(out, summary, dict(getattr(result, "final_metrics", {}) or {}))
+
+
+def _heldout_rows(cfg: RunConfig) -> list[dict[str, Any]] | None:
+    """The held-out prompts of this run (``data.heldout`` or the training set's companion), validated."""
+    from tunekit.data import heldout_companion, read_dataset
+
+    name = cfg.data.heldout or heldout_companion(cfg.data.train)
+    if not name:
+        return None
+    rows = [dict(r) for r in read_dataset(name, cfg.data)]
+    for i, row in enumerate(rows, start=1):
+        if not isinstance(row.get("prompt"), str) or not row.get("keywords"):
+            raise DataError(
+                f"held-out record {i} of {name!r} needs a `prompt` string and a non-empty `keywords` list; "
+                "fix the file given to data.heldout."
+            )
+    return rows
+
+
+def _answers(job: Any, model: Any, rows: Sequence[dict[str, Any]]) -> list[str]:
+    was_training = model.training
+    model.eval()
+    try:
+        predictions = job.predict(model, [row["prompt"] for row in rows])
+    finally:
+        model.train(was_training)
+    return [p if isinstance(p, str) else str(p.get("text") or p.get("label") or p) if isinstance(p, dict) else str(p)
+            for p in predictions]
+
+
+def _score_heldout(job: Any, model: Any, rows: Sequence[dict[str, Any]], base: Sequence[str],
+                   out: Path) -> dict[str, Any]:
+    """Answer the held-out prompts with the tuned model, score both sets of answers, write heldout.jsonl."""
+    from tunekit.heldout import score
+
+    tuned = _answers(job, model, rows)
+    records = []
+    for row, before, after in zip(rows, base, tuned, strict=True):
+        records.append({
+            "prompt": row["prompt"], "expected": row.get("response", ""), "keywords": list(row["keywords"]),
+            "base_answer": before, "tuned_answer": after,
+            "base_correct": score(before, row["keywords"]), "tuned_correct": score(after, row["keywords"]),
+        })
+    with open(out / HELDOUT_FILE, "w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    n = len(records)
+    return {
+        "heldout_examples": n,
+        "base_heldout_accuracy": sum(r["base_correct"] for r in records) / n,
+        "heldout_accuracy": sum(r["tuned_correct"] for r in records) / n,
+    }
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _result_fields(result: Any) -> dict[str, Any]:

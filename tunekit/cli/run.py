@@ -63,6 +63,21 @@ class ProgressListener:
     def on_method_applied(self, report: Any) -> None:
         console.print(report.line(), highlight=False)
 
+    def on_heldout(self, records: list[dict[str, Any]], summary: dict[str, Any], shown: int = 4) -> None:
+        from rich.table import Table
+
+        table = Table(title="held-out questions (never seen in training)", title_justify="left", show_lines=True)
+        for col in ("question", "base model", "tuned model", "expected"):
+            table.add_column(col, overflow="fold")
+        mark = {True: "[green]✓[/] ", False: "[red]✗[/] "}
+        for r in records[:shown]:
+            table.add_row(r["prompt"], mark[r["base_correct"]] + r["base_answer"],
+                          mark[r["tuned_correct"]] + r["tuned_answer"], r["expected"])
+        console.print(table)
+        console.print(
+            f"held-out accuracy: base {summary['base_heldout_accuracy']:.1%} -> tuned "
+            f"{summary['heldout_accuracy']:.1%} ({summary['heldout_examples']} questions)", highlight=False)
+
     def on_run_end(self, summary: dict[str, Any]) -> None:
         metrics = {k: v for k, v in summary.items() if k.startswith("eval_") and isinstance(v, (int, float))}
         shown = "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
