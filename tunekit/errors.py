@@ -41,3 +41,9 @@ class PluginError(TunekitError):
 
 class CheckpointError(TunekitError):
     """A checkpoint or run folder is missing, incomplete, or was made by a different configuration."""
+
+
+class TrainingInterrupted(TunekitError):
+    """Training stopped on Ctrl-C (SIGINT); the message says where the checkpoint is and how to resume (exit 130)."""
+
+    exit_code = 130
