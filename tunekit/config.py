@@ -75,6 +75,7 @@ class TrainingConfig:
     save_total_limit: int = option(2, "Keep at most this many step checkpoints (the best one is kept besides).")
     metric_for_best: str | None = option(None, "Metric that picks the best checkpoint (default: the task's).")
     early_stopping_patience: int | None = option(None, "Stop after this many evaluations without improvement.")
+    load_best_at_end: bool = option(True, "Finish with the weights of the best evaluation (by metric_for_best) rather than the last step.")
     logging_steps: int = option(10, "Write a metrics line every N optimiser steps.")
     resume: bool = option(False, "Continue from the last complete checkpoint in the output folder.")
     report_to: list[str] = option([], "Extra loggers: `tensorboard`.")
