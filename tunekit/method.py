@@ -14,6 +14,15 @@ A method is any object with these attributes (a ``typing.Protocol``; no base cla
   and loads its weights.
 
 ``Applied`` (what ``apply`` returns) knows what it changed and how to save, merge and unmerge.
+
+Optional attributes of a method (read with ``getattr`` and these defaults, so a plugin may omit them):
+
+- ``trains_base_weights`` (False): True when pretrained weights themselves train (``full``); the runner
+  refuses such a method on a quantized base;
+- ``supports_merge`` (False): ``Applied.merge``/``unmerge`` fold the method into the base weights;
+- ``identity_at_init`` (True): at initialisation the model computes exactly what the base model does;
+- ``float_modules(arch, options) -> list[str]``: regexes (matched from the start of a module's qualified
+  name, as ``llm_int8_skip_modules`` does) of pretrained modules that train and so must not be quantized.
 """
 
 from __future__ import annotations
@@ -127,3 +136,15 @@ def apply_method(
     if trainable == 0:
         raise MethodError(f"method {name!r} left no trainable parameter in the model; check its options.")
     return MethodReport(name, trainable, total, list(applied.injected), applied)
+
+
+def method_flag(method: Any, name: str) -> bool:
+    """An optional boolean attribute of a method, with the defaults documented above."""
+    defaults = {"trains_base_weights": False, "supports_merge": False, "identity_at_init": True}
+    return bool(getattr(method, name, defaults[name]))
+
+
+def float_modules(method: Any, arch: Any, options: Any) -> list[str]:
+    """Module-name regexes the method needs in full precision (empty when it has no ``float_modules``)."""
+    fn = getattr(method, "float_modules", None)
+    return list(fn(arch, options)) if callable(fn) else []
