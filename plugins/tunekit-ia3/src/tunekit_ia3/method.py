@@ -215,16 +215,18 @@ class IA3:
     def apply(self, model: nn.Module, options: IA3Options, keep_trainable: Sequence[str] = ()) -> IA3Applied:
         """Freeze ``model``, wrap the key/value and feed-forward projections, keep the head trainable."""
         targets = find_targets(model, options)
+        keep = list(keep_trainable)
+        heads = []
+        for head in keep:  # checked before the model is touched
+            try:
+                heads.append(model.get_submodule(head))
+            except AttributeError:
+                raise MethodError(f"the module {head!r} to keep trainable does not exist in this model; check the task head name.") from None
         for p in model.parameters():
             p.requires_grad_(False)
         for t in targets:
             _set_module(model, t.name, IA3Scaled(model.get_submodule(t.name), t.side, t.size, t.offset))
-        keep = list(keep_trainable)
-        for head in keep:
-            try:
-                module = model.get_submodule(head)
-            except AttributeError:
-                raise MethodError(f"the module {head!r} to keep trainable does not exist in this model; check the task head name.") from None
+        for module in heads:
             for p in module.parameters():
                 p.requires_grad_(True)
         return IA3Applied(model, options, targets, keep)
