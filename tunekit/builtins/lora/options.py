@@ -12,7 +12,7 @@ class LoraOptions:
     r: int = option(8, "Rank of the low-rank update B @ A.")
     alpha: float | None = option(None, "Scaling numerator: the update is multiplied by alpha / r. Default 2 * r (scale 2).")
     dropout: float = option(0.0, "Dropout on the LoRA input path during training.")
-    target_modules: list[str] | str | None = option(
+    target_modules: str | list[str] | None = option(
         None,
         "Which linear layers get LoRA: a list of names or dotted name suffixes (a comma-separated string works "
         "too), a regex matched against the full module name, or 'all-linear' (every linear layer of the "

@@ -22,6 +22,8 @@ def normalise(spec: list[str] | str | None, model: nn.Module) -> list[str] | str
     """
     if spec is None:
         return list(archmod.family_of(model).lora_targets)
+    if isinstance(spec, list) and spec == [ALL_LINEAR]:
+        return ALL_LINEAR
     if isinstance(spec, str):
         if spec == ALL_LINEAR:
             return spec
