@@ -163,16 +163,31 @@ def test_save_and_load_round_trip_with_the_classifier_head(tmp_path: Path) -> No
     torch.testing.assert_close(out(fresh, batch), expected, rtol=0, atol=0)
     assert sorted(loaded.trainable_state_dict()) == sorted(applied.trainable_state_dict())
     assert set(loaded.trainable_state_dict()) >= {"classifier.weight", "classifier.bias"}
+    assert len(loaded.trainable_state_dict()) == 2 * 3 + 2  # three vectors per block, classifier weight and bias
+
+
+def test_unload_leaves_plain_projections_computing_the_adapted_model() -> None:
+    model = tiny("llama", LlamaForCausalLM)
+    applied = IA3().apply(model, options())
+    perturb(applied)
+    batch = inputs()
+    adapted = out(model, batch)
+    applied.unload()
+    assert not any(isinstance(m, tunekit_ia3.layers.IA3Scaled) for m in model.modules())
+    torch.testing.assert_close(out(model, batch), adapted, rtol=1e-4, atol=1e-5)
 
 
 def test_load_into_a_different_model_is_a_checkpoint_error(tmp_path: Path) -> None:
     applied = IA3().apply(tiny("bert"), options())
     applied.save(tmp_path)
     other = LlamaModel(TINY["llama"])
-    with pytest.raises(CheckpointError, match="different model layout"):
+    with pytest.raises(CheckpointError, match="does not match this model"):
         IA3().load(other, tmp_path)
-    with pytest.raises(CheckpointError, match="no IA3 adapter"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         IA3().load(tiny("bert"), tmp_path / "missing")
+    (tmp_path / "adapter_config.json").write_text('{"tunekit_method": "lora"}', encoding="utf-8")
+    with pytest.raises(CheckpointError, match="not 'ia3'"):
+        IA3().load(tiny("bert"), tmp_path)
 
 
 def test_one_training_step_moves_only_the_vectors_and_head() -> None:
@@ -221,8 +236,10 @@ def test_user_errors_are_tunekit_errors() -> None:
 
     with pytest.raises(MethodError, match="no default targets for model type 'strange'"):
         IA3().apply(Strange(), options())
-    with pytest.raises(MethodError, match="keep trainable"):
-        IA3().apply(tiny("bert"), options(), keep_trainable=["no_such_head"])
+    untouched = tiny("bert")
+    with pytest.raises(MethodError, match="no_such_head"):
+        IA3().apply(untouched, options(), keep_trainable=["no_such_head"])
+    assert all(p.requires_grad for p in untouched.parameters())  # refused before touching the model
 
 
 def test_registers_through_the_plugin_hook(monkeypatch: pytest.MonkeyPatch) -> None:

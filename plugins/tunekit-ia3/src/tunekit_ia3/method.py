@@ -10,44 +10,35 @@ for grouped-query attention; ``d_ff`` = feed-forward intermediate width).
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tunekit.errors import CheckpointError, MethodError
+from tunekit import arch as archmod
+from tunekit.errors import MethodError
+from tunekit.method_base import (
+    AppliedMethod,
+    freeze_all,
+    load_tunekit_adapter,
+    replace_module,
+    resolve_modules,
+    unfreeze,
+)
 from tunekit.options import check, option
 from tunekit_ia3.layers import IA3Scaled, Side, weight_layout
 
-CONFIG_FILE = "adapter_config.json"
-WEIGHTS_FILE = "adapter_model.safetensors"
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """Where IA3 goes in one architecture family (module-name patterns, see ``matches``)."""
-
-    keys_values: tuple[str, ...]
-    feedforward: tuple[str, ...]
-    fused_qkv: tuple[str, ...] = ()
-
-
-# The module names IA3 targets by default, by ``config.model_type``. Written out per family because
-# the feed-forward down projection has no common name (BERT's is ``layer.N.output.dense``, which must
-# not be confused with the attention output ``layer.N.attention.output.dense``).
-_BERT_LIKE = _Layout(("attention.self.key", "attention.self.value"), (r".*layer\.\d+\.output\.dense",))
-_LLAMA_LIKE = _Layout(("self_attn.k_proj", "self_attn.v_proj"), ("mlp.down_proj",))
-DEFAULT_LAYOUTS: dict[str, _Layout] = {
-    **dict.fromkeys(("bert", "roberta", "xlm-roberta", "camembert", "electra"), _BERT_LIKE),
-    **dict.fromkeys(("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2"), _LLAMA_LIKE),
-    "distilbert": _Layout(("attention.k_lin", "attention.v_lin"), ("ffn.lin2",)),
-    "gpt2": _Layout((), ("mlp.c_proj",), fused_qkv=("attn.c_attn",)),
+# Inside one transformer block: the key and value projections of each architecture family that
+# tunekit.arch knows (it names the feed-forward output projection itself). GPT-2 fuses query, key and
+# value into one Conv1D, whose key and value thirds get the vectors.
+KEY_VALUE = {
+    "bert": ("attention.self.key", "attention.self.value"),
+    "llama": ("self_attn.k_proj", "self_attn.v_proj"),
 }
+FUSED_QKV = {"gpt2": "attn.c_attn"}
 
 
 @dataclass
@@ -87,23 +78,21 @@ def matches(name: str, pattern: str) -> bool:
         return False
 
 
-def _model_config(model_or_config: Any) -> Any:
-    return getattr(model_or_config, "config", model_or_config)
-
-
-def _layout(model: nn.Module, options: IA3Options) -> _Layout:
-    if not options.uses_defaults:
-        return _Layout(
-            tuple(options.key_value_modules), tuple(options.feedforward_modules), tuple(options.fused_qkv_modules)
-        )
-    model_type = getattr(_model_config(model), "model_type", None)
-    layout = DEFAULT_LAYOUTS.get(str(model_type))
-    if layout is None:
+def _default_patterns(model: nn.Module) -> tuple[list[str], list[str], list[str]]:
+    """(key/value, feed-forward, fused qkv) qualified module names for a model tunekit.arch knows."""
+    try:
+        family = archmod.family_of(model)
+        blocks = [name for name, _ in archmod.blocks(model)]
+        ffn = archmod.ffn_outputs(model)
+    except MethodError:
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
         raise MethodError(
             f"IA3 has no default targets for model type {model_type!r}; set method.key_value_modules and "
             "method.feedforward_modules to the key/value and feed-forward down projection names."
-        )
-    return layout
+        ) from None
+    kv = [f"{b}.{m}" for b in blocks for m in KEY_VALUE.get(family.name, ())]
+    fused = [f"{b}.{FUSED_QKV[family.name]}" for b in blocks] if family.name in FUSED_QKV else []
+    return kv, ffn, fused
 
 
 @dataclass(frozen=True)
@@ -118,13 +107,13 @@ class Target:
 
 def find_targets(model: nn.Module, options: IA3Options) -> list[Target]:
     """The projections IA3 wraps in ``model`` (raises MethodError when a pattern matches nothing)."""
-    layout = _layout(model, options)
-    groups: list[tuple[str, tuple[str, ...]]] = [
-        ("kv", layout.keys_values), ("ff", layout.feedforward), ("fused", layout.fused_qkv)
-    ]
+    if options.uses_defaults:
+        groups = _default_patterns(model)
+    else:
+        groups = (options.key_value_modules, options.feedforward_modules, options.fused_qkv_modules)
     targets: list[Target] = []
     taken: set[str] = set()
-    for kind, patterns in groups:
+    for kind, patterns in zip(("kv", "ff", "fused"), groups, strict=True):
         for pattern in patterns:
             found = [
                 (n, m) for n, m in model.named_modules()
@@ -154,55 +143,39 @@ def find_targets(model: nn.Module, options: IA3Options) -> list[Target]:
     return targets
 
 
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, module)
+@dataclass
+class IA3Applied(AppliedMethod):
+    """IA3 applied to one model: its vectors are saved, and merge exactly into the wrapped projections."""
 
+    targets: list[Target] = dataclasses.field(default_factory=list)
 
-class IA3Applied:
-    """IA3 applied to one model: save, merge and unmerge its vectors."""
+    supports_merge = True
 
-    def __init__(self, model: nn.Module, options: IA3Options, targets: list[Target], keep: list[str]) -> None:
-        self.model = model
-        self.options = options
-        self.targets = targets
-        self.keep_trainable = keep
-        self.injected = [t.name for t in targets] + keep
-        self.new_parameters = [f"{t.name}.ia3_l" for t in targets]
+    @property
+    def new_parameters(self) -> list[str]:
+        """The parameters IA3 created (the engine trains them as new weights)."""
+        return [f"{t.name}.ia3_l" for t in self.targets]
 
     def wrappers(self) -> dict[str, IA3Scaled]:
         return {t.name: self.model.get_submodule(t.name) for t in self.targets}  # type: ignore[misc]
 
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """The IA3 vectors plus every parameter of the kept-trainable head modules."""
-        state = {f"{n}.ia3_l": w.ia3_l.detach().clone() for n, w in self.wrappers().items()}
-        for head in self.keep_trainable:
-            for pname, p in self.model.get_submodule(head).named_parameters():
-                state[f"{head}.{pname}"] = p.detach().clone().contiguous()
-        return state
-
-    def save(self, folder: str | Path) -> None:
-        """Write ``adapter_config.json`` and ``adapter_model.safetensors`` into ``folder``."""
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        config = {
-            "method": "ia3",
-            "options": dataclasses.asdict(self.options),
-            "targets": [dataclasses.asdict(t) for t in self.targets],
-            "keep_trainable": self.keep_trainable,
-            "model_type": getattr(_model_config(self.model), "model_type", None),
-        }
-        (out / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
-        save_file(self.trainable_state_dict(), str(out / WEIGHTS_FILE), metadata={"format": "pt", "method": "ia3"})
-
     def merge(self) -> None:
+        """Fold every vector into its projection (MethodError for a quantized base)."""
         for wrapper in self.wrappers().values():
             wrapper.merge()
 
     def unmerge(self) -> None:
+        """Divide the vectors back out of the projections."""
         for wrapper in self.wrappers().values():
             wrapper.unmerge()
+
+    def unload(self) -> nn.Module:
+        """Merge, then put the plain projections back in place of the wrappers."""
+        self.merge()
+        for name, wrapper in self.wrappers().items():
+            replace_module(self.model, name, wrapper.base_layer)
+        self.targets = []
+        return self.model
 
 
 class IA3:
@@ -211,80 +184,31 @@ class IA3:
     name = "ia3"
     description = "IA3: learned vectors rescale attention keys, values and feed-forward activations (mergeable)."
     options_class = IA3Options
+    identity_at_init = True
+    supports_merge = True
+    trains_base_weights = False
 
     def apply(self, model: nn.Module, options: IA3Options, keep_trainable: Sequence[str] = ()) -> IA3Applied:
         """Freeze ``model``, wrap the key/value and feed-forward projections, keep the head trainable."""
         targets = find_targets(model, options)
-        keep = list(keep_trainable)
-        heads = []
-        for head in keep:  # checked before the model is touched
-            try:
-                heads.append(model.get_submodule(head))
-            except AttributeError:
-                raise MethodError(f"the module {head!r} to keep trainable does not exist in this model; check the task head name.") from None
-        for p in model.parameters():
-            p.requires_grad_(False)
+        keep = resolve_modules(model, keep_trainable)  # checked before the model is touched
+        freeze_all(model)
         for t in targets:
-            _set_module(model, t.name, IA3Scaled(model.get_submodule(t.name), t.side, t.size, t.offset))
-        for module in heads:
-            for p in module.parameters():
-                p.requires_grad_(True)
-        return IA3Applied(model, options, targets, keep)
+            replace_module(model, t.name, IA3Scaled(model.get_submodule(t.name), t.side, t.size, t.offset))
+        unfreeze(model, keep)
+        return IA3Applied(self.name, model, options, keep, injected=[t.name for t in targets] + keep,
+                          keep_trainable=list(keep_trainable), targets=targets)
 
     def expected_trainable(self, arch: Any, options: IA3Options) -> int:
-        """Closed form from the model config alone: ``layers * (2 * kv_width + ffn_width)`` for the default targets."""
+        """Closed form ``layers * (2 * kv_dim + intermediate)`` for the default targets.
+
+        ``arch`` is a ``tunekit.arch.ArchInfo`` (a model or config is accepted too).
+        """
         if not options.uses_defaults:
             raise MethodError("the closed-form IA3 count is known for the default targets only; count the model instead.")
-        cfg = _model_config(arch)
-        model_type = getattr(cfg, "model_type", None)
-        if model_type not in DEFAULT_LAYOUTS:
-            raise MethodError(f"IA3 has no default targets for model type {model_type!r}; set the target options.")
-        layers = _first(cfg, "num_hidden_layers", "n_layer", "n_layers")
-        hidden = _first(cfg, "hidden_size", "n_embd", "dim")
-        ffn = _first(cfg, "intermediate_size", "n_inner", "hidden_dim", default=None) or 4 * hidden
-        heads = _first(cfg, "num_attention_heads", "n_head", "n_heads")
-        kv_heads = _first(cfg, "num_key_value_heads", default=None) or heads
-        head_dim = _first(cfg, "head_dim", default=None) or hidden // heads
-        return layers * (2 * kv_heads * head_dim + ffn)
+        info = arch if isinstance(arch, archmod.ArchInfo) else archmod.arch_info(arch)
+        return info.layers * (2 * info.kv_dim + info.intermediate)
 
     def load(self, model: nn.Module, folder: str | Path) -> IA3Applied:
-        """Re-apply IA3 as saved in ``folder`` and load its vectors (and the head)."""
-        src = Path(folder)
-        if not (src / CONFIG_FILE).is_file() or not (src / WEIGHTS_FILE).is_file():
-            raise CheckpointError(f"{str(src)!r} holds no IA3 adapter ({CONFIG_FILE} + {WEIGHTS_FILE}); pass the folder `save` wrote.")
-        saved = json.loads((src / CONFIG_FILE).read_text(encoding="utf-8"))
-        if saved.get("method") != "ia3":
-            raise CheckpointError(f"{str(src)!r} holds a {saved.get('method')!r} adapter, not IA3; load it with that method.")
-        from tunekit.options import build
-
-        options = build(IA3Options, saved.get("options", {}), where="method")
-        applied = self.apply(model, options, saved.get("keep_trainable", []))
-        expected = [Target(**t) for t in saved.get("targets", [])]
-        if expected != applied.targets:
-            raise CheckpointError(
-                f"the IA3 adapter in {str(src)!r} was made for a different model layout; load it into the model it was trained on."
-            )
-        state = load_file(str(src / WEIGHTS_FILE))
-        params = dict(model.named_parameters())
-        missing = [k for k in state if k not in params]
-        if missing:
-            raise CheckpointError(f"the IA3 adapter in {str(src)!r} has weights for {missing[0]!r}, which this model lacks; load it into the model it was trained on.")
-        with torch.no_grad():
-            for key, tensor in state.items():
-                if params[key].shape != tensor.shape:
-                    raise CheckpointError(
-                        f"{key!r} in {str(src)!r} has shape {tuple(tensor.shape)} but the model expects "
-                        f"{tuple(params[key].shape)}; load it into the model it was trained on."
-                    )
-                params[key].copy_(tensor.to(params[key].dtype))
-        return applied
-
-
-def _first(cfg: Any, *names: str, default: Any = ...) -> Any:
-    for name in names:
-        value = getattr(cfg, name, None)
-        if value is not None:
-            return int(value)
-    if default is ...:
-        raise MethodError(f"the model config lacks {names[0]!r}; IA3 cannot count its parameters.")
-    return default
+        """Re-apply IA3 as saved in ``folder`` (tunekit adapter files) and load its vectors and head."""
+        return load_tunekit_adapter(folder, self.name, self.options_class, self.apply, model)  # type: ignore[return-value]
