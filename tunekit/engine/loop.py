@@ -300,7 +300,8 @@ class _Trainer:
         if self.main:
             self.metrics.plot()
         self.events.emit("on_train_end", result)
-        self.acc.free_memory()
+        # Drop the DDP wrapper and optimiser (accelerator.free_memory would also run a slow gc.collect()).
+        self.wrapped = self.model_for_loss = self.optimizer = self.scheduler = None
         return result
 
     def _stop_now(self, stop: _StopRequest) -> bool:
