@@ -7,23 +7,20 @@ Parameters: ``num_virtual_tokens * embedding_width``.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tunekit.errors import CheckpointError, MethodError
-from tunekit.options import build, check, option
+from tunekit import arch as archmod
+from tunekit.errors import MethodError
+from tunekit.method_base import AppliedMethod, freeze_all, load_tunekit_adapter, resolve_modules, unfreeze
+from tunekit.options import check, option
 from tunekit_prompt_tuning.soft_prompt import SoftPrompt
 
-CONFIG_FILE = "adapter_config.json"
-WEIGHTS_FILE = "adapter_model.safetensors"
 MODULE_NAME = "soft_prompt"
 
 
@@ -68,39 +65,20 @@ def _initial_prompt(emb: nn.Embedding, options: PromptTuningOptions) -> torch.Te
     return (torch.randn(n, width, generator=g) * std).to(weight.device)
 
 
-class PromptTuningApplied:
-    """Prompt tuning applied to one model: save its prompt (and head); nothing to merge."""
+@dataclass
+class PromptTuningApplied(AppliedMethod):
+    """Prompt tuning applied to one model: the prompt (and head) are saved; nothing merges."""
 
-    def __init__(self, model: nn.Module, prompt: SoftPrompt, options: PromptTuningOptions, keep: list[str]) -> None:
-        self.model = model
-        self.prompt = prompt
-        self.options = options
-        self.keep_trainable = keep
-        name = next(n for n, m in model.named_modules() if m is prompt)
-        self.injected = [name, *keep]
-        self.new_parameters = [f"{name}.weight"]
+    prompt_name: str = ""
 
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """The prompt (``prompt_embeddings``) and the parameters of the kept-trainable head modules."""
-        state = {"prompt_embeddings": self.prompt.weight.detach().clone()}
-        for head in self.keep_trainable:
-            for pname, p in self.model.get_submodule(head).named_parameters():
-                state[f"{head}.{pname}"] = p.detach().clone().contiguous()
-        return state
+    @property
+    def prompt(self) -> SoftPrompt:
+        return self.model.get_submodule(self.prompt_name)  # type: ignore[return-value]
 
-    def save(self, folder: str | Path) -> None:
-        """Write ``adapter_config.json`` and ``adapter_model.safetensors`` into ``folder``."""
-        out = Path(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        config = {
-            "method": "prompt-tuning",
-            "options": dataclasses.asdict(self.options),
-            "embedding_width": int(self.prompt.weight.shape[1]),
-            "keep_trainable": self.keep_trainable,
-        }
-        (out / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
-        save_file(self.trainable_state_dict(), str(out / WEIGHTS_FILE),
-                  metadata={"format": "pt", "method": "prompt-tuning"})
+    @property
+    def new_parameters(self) -> list[str]:
+        """The prompt vectors (the engine trains them as new weights)."""
+        return [f"{self.prompt_name}.weight"]
 
     def merge(self) -> None:
         raise MethodError("prompt tuning adds input vectors that cannot be folded into the weights; keep the adapter instead of merging.")
@@ -116,6 +94,10 @@ class PromptTuning:
     description = "Prompt tuning: trainable soft-prompt vectors prepended to the input; the model stays frozen."
     options_class = PromptTuningOptions
 
+    identity_at_init = False
+    supports_merge = False
+    trains_base_weights = False
+
     def apply(self, model: nn.Module, options: PromptTuningOptions,
               keep_trainable: Sequence[str] = ()) -> PromptTuningApplied:
         """Freeze ``model``, add the soft prompt in front of its backbone's inputs, keep the head trainable."""
@@ -123,25 +105,23 @@ class PromptTuning:
         backbone = _backbone(model)
         if any(isinstance(m, SoftPrompt) for m in model.modules()):
             raise MethodError("this model already has a soft prompt; load a fresh model before applying prompt tuning again.")
-        keep = list(keep_trainable)
-        heads = []
-        for head in keep:  # checked before the model is touched
-            try:
-                heads.append(model.get_submodule(head))
-            except AttributeError:
-                raise MethodError(f"the module {head!r} to keep trainable does not exist in this model; check the task head name.") from None
-        for p in model.parameters():
-            p.requires_grad_(False)
+        keep = resolve_modules(model, keep_trainable)  # checked before the model is touched
+        freeze_all(model)
         prompt = SoftPrompt(_initial_prompt(emb, options))
         prompt.attach(backbone, emb)
         backbone.add_module(MODULE_NAME, prompt)
-        for module in heads:
-            for p in module.parameters():
-                p.requires_grad_(True)
-        return PromptTuningApplied(model, prompt, options, keep)
+        name = next(n for n, m in model.named_modules() if m is prompt)
+        unfreeze(model, [name, *keep])
+        return PromptTuningApplied(self.name, model, options, keep, injected=[name, *keep],
+                                   keep_trainable=list(keep_trainable), prompt_name=name)
 
     def expected_trainable(self, arch: Any, options: PromptTuningOptions) -> int:
-        """Closed form: ``num_virtual_tokens * embedding_width`` (head excluded)."""
+        """Closed form: ``num_virtual_tokens * hidden`` (head excluded).
+
+        ``arch`` is a ``tunekit.arch.ArchInfo``; a model or config with a ``hidden_size``-like field works too.
+        """
+        if isinstance(arch, archmod.ArchInfo):
+            return options.num_virtual_tokens * arch.hidden
         cfg = getattr(arch, "config", arch)
         for key in ("embedding_size", "hidden_size", "n_embd", "d_model", "dim"):
             width = getattr(cfg, key, None)
@@ -150,35 +130,5 @@ class PromptTuning:
         raise MethodError("the model config names no embedding width (hidden_size, n_embd, ...); count the model instead.")
 
     def load(self, model: nn.Module, folder: str | Path) -> PromptTuningApplied:
-        """Re-apply prompt tuning as saved in ``folder`` and load the prompt (and the head)."""
-        src = Path(folder)
-        if not (src / CONFIG_FILE).is_file() or not (src / WEIGHTS_FILE).is_file():
-            raise CheckpointError(f"{str(src)!r} holds no prompt-tuning adapter ({CONFIG_FILE} + {WEIGHTS_FILE}); pass the folder `save` wrote.")
-        saved = json.loads((src / CONFIG_FILE).read_text(encoding="utf-8"))
-        if saved.get("method") != "prompt-tuning":
-            raise CheckpointError(f"{str(src)!r} holds a {saved.get('method')!r} adapter, not prompt tuning; load it with that method.")
-        options = build(PromptTuningOptions, saved.get("options", {}), where="method")
-        width = _embeddings(model).embedding_dim
-        if saved.get("embedding_width") != width:
-            raise CheckpointError(
-                f"the prompt in {str(src)!r} has width {saved.get('embedding_width')} but this model embeds tokens "
-                f"in {width}; load it into the model it was trained on."
-            )
-        applied = self.apply(model, options, saved.get("keep_trainable", []))
-        state = load_file(str(src / WEIGHTS_FILE))
-        targets = {"prompt_embeddings": applied.prompt.weight}
-        params = dict(model.named_parameters())
-        for key in state:
-            if key != "prompt_embeddings":
-                if key not in params:
-                    raise CheckpointError(f"the adapter in {str(src)!r} has weights for {key!r}, which this model lacks; load it into the model it was trained on.")
-                targets[key] = params[key]
-        with torch.no_grad():
-            for key, tensor in state.items():
-                if targets[key].shape != tensor.shape:
-                    raise CheckpointError(
-                        f"{key!r} in {str(src)!r} has shape {tuple(tensor.shape)} but the model expects "
-                        f"{tuple(targets[key].shape)}; load it into the model it was trained on."
-                    )
-                targets[key].copy_(tensor.to(targets[key].dtype))
-        return applied
+        """Re-apply prompt tuning as saved in ``folder`` (tunekit adapter files) and load the prompt and head."""
+        return load_tunekit_adapter(folder, self.name, self.options_class, self.apply, model)  # type: ignore[return-value]
