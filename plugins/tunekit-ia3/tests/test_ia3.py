@@ -249,3 +249,10 @@ def test_registers_through_the_plugin_hook(monkeypatch: pytest.MonkeyPatch) -> N
     entry = regs.methods.entry("ia3")
     assert isinstance(entry.obj, IA3)
     assert entry.description.startswith("IA3")
+
+
+@pytest.mark.parametrize("model", ["bert-cls", "gpt2-lm", "gpt2-cls", "llama-lm", "llama-cls"])
+def test_tunekit_conformance_suite(model: str, tmp_path: Path) -> None:
+    from tunekit.testing import TINY_MODELS, check_method
+
+    check_method(IA3(), {}, TINY_MODELS[model], tmp_path)

@@ -182,3 +182,10 @@ def test_loading_into_a_model_of_another_width_is_a_checkpoint_error(tmp_path: P
     assert model is not None
     with pytest.raises(CheckpointError, match="does not match this model|shape"):
         PromptTuning().load(tiny("llama"), tmp_path)
+
+
+@pytest.mark.parametrize("model", ["bert-cls", "gpt2-lm", "gpt2-cls", "llama-lm", "llama-cls"])
+def test_tunekit_conformance_suite(model: str, tmp_path: Path) -> None:
+    from tunekit.testing import TINY_MODELS, check_method
+
+    check_method(PromptTuning(), {"num_virtual_tokens": 3}, TINY_MODELS[model], tmp_path)
