@@ -1,0 +1,48 @@
+"""The conformance kit run for every built-in method on tiny BERT, GPT-2 (Conv1D) and Llama (GQA) models."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunekit.testing import (
+    TINY_MODELS,
+    check_frozen_after_step,
+    check_init_identity,
+    check_merge,
+    check_save_load,
+    check_trainable_count,
+)
+
+METHODS = {
+    "feature-extraction": {},
+    "freeze": {"trainable_layers": 1},
+    "full": {},
+    "houlsby": {"reduction_factor": 8},
+    "pfeiffer": {"reduction_factor": 4, "non_linearity": "gelu"},
+    "lora": {"r": 4},
+    "lora-all-linear": {"r": 2, "target_modules": "all-linear", "alpha": 8},
+    "prefix-tuning": {"num_virtual_tokens": 3},
+    "prefix-tuning-mlp": {"num_virtual_tokens": 2, "projection": 16},
+}
+
+CASES = [
+    (label, model)
+    for label in METHODS
+    for model in TINY_MODELS
+    # without a head, feature extraction has nothing to train
+    if not (label == "feature-extraction" and model.endswith("-lm"))
+]
+
+
+def _name(label: str) -> str:
+    return label.split("-all-")[0].removesuffix("-mlp")
+
+
+@pytest.mark.parametrize(("label", "model"), CASES)
+def test_conformance(label: str, model: str, tmp_path) -> None:
+    method, options, factory = _name(label), METHODS[label], TINY_MODELS[model]
+    check_init_identity(method, options, factory)
+    check_trainable_count(method, options, factory)
+    check_frozen_after_step(method, options, factory)
+    check_save_load(method, options, factory, tmp_path)
+    check_merge(method, options, factory)
