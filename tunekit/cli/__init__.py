@@ -20,10 +20,12 @@ from tunekit.errors import TunekitError
 COMMAND_MODULES = [
     "tunekit.cli.run",
     "tunekit.cli.listings",
+    "tunekit.cli.new_plugin",
 ]
 
-console = Console()
-err_console = Console(stderr=True)
+# Tables stay readable when the output is a pipe or a file (rich would otherwise assume 80 columns).
+console = Console(width=None if sys.stdout.isatty() else 140)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -45,6 +47,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
         for noisy in ("transformers", "datasets", "accelerate", "torch"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # also silences transformers' load/save bars
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import warnings
