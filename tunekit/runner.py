@@ -209,7 +209,7 @@ def run(config: RunConfig | Mapping[str, Any] | str | os.PathLike, listeners: Se
 
     job, model, applied, report, tokenizer, _source_ = prepare(cfg, answer_before_training)
     from tunekit.engine import train
-    log.info("%s", report.line())
+    log.debug("%s", report.line())
     _emit(listeners, "on_method_applied", report)
 
     created = not out.exists()

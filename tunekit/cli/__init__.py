@@ -46,13 +46,17 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     if not debug:
         for noisy in ("transformers", "datasets", "accelerate", "torch"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # also silences transformers' load/save bars
-        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        import warnings
 
-        warnings.filterwarnings("ignore")
+
+def _quiet_libraries() -> None:
+    """Silence the libraries' own progress bars and advisory warnings (before they are imported)."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # also silences transformers' load/save bars
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    warnings.filterwarnings("ignore")
 
 
 def _load_commands() -> None:
@@ -90,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("TUNEKIT_DEBUG"))
+    if not debug:
+        _quiet_libraries()
     try:
         _load_commands()
         cli.main(args=args, prog_name="tunekit", standalone_mode=False)
