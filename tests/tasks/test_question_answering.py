@@ -1,0 +1,126 @@
+"""question-answering: SQuAD reading, windows and answer positions, postprocessing, no-answer, metrics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tunekit import options as opts
+from tunekit.builtins.question_answering.answers import best_answers
+from tunekit.config import DataConfig
+from tunekit.data import read_dataset
+from tunekit.errors import DataError
+from tunekit.models import ResolvedModel
+from tunekit.plugins import registries
+from tunekit.task import TaskContext
+
+CONTEXT = ("the eu rejects german call . peter blackburn went to brussels . mary lives in paris , "
+           "the capital of france . john works in london , england .")
+
+
+def _squad(path, version="v2.0"):
+    qas = [
+        {"id": "q1", "question": "where does mary live ?",
+         "answers": [{"text": "paris", "answer_start": CONTEXT.index("paris")}]},
+        {"id": "q2", "question": "who works in london ?",
+         "answers": [{"text": "john", "answer_start": CONTEXT.index("john")}]},
+        {"id": "q3", "question": "what is the name of the river ?", "answers": [], "is_impossible": True},
+    ]
+    if version != "v2.0":
+        qas = qas[:2]
+    tree = {"version": version, "data": [{"title": "t", "paragraphs": [{"context": CONTEXT, "qas": qas}]}]}
+    path.write_text(json.dumps(tree), encoding="utf-8")
+    return path
+
+
+def _task():
+    return registries().tasks.get("question-answering")
+
+
+def _ctx(tok, train, validation=None, **options):
+    task = _task()
+    values = {"max_length": 32, "stride": 8, **options}
+    return TaskContext(tok, opts.build(task.options_class, values), DataConfig(), train, validation, 0)
+
+
+def test_squad_reader_detects_structure(tmp_path):
+    rows = read_dataset(str(_squad(tmp_path / "s.json")), DataConfig())
+    assert rows.column_names == ["id", "title", "context", "question", "answers", "is_impossible"]
+    assert rows[0]["answers"] == {"text": ["paris"], "answer_start": [CONTEXT.index("paris")]}
+    assert rows[2]["answers"]["text"] == [] and rows[2]["is_impossible"]
+
+
+def test_plain_json_given_to_qa_is_refused(tmp_path, bert_tokenizer):
+    f = tmp_path / "plain.json"
+    f.write_text(json.dumps([{"text": "a", "label": 1}]), encoding="utf-8")
+    rows = read_dataset(str(f), DataConfig())
+    with pytest.raises(DataError, match="does not fit question-answering"):
+        _task().prepare(_ctx(bert_tokenizer, rows, rows))
+
+
+def test_windows_hold_answer_positions(tmp_path, bert_tokenizer):
+    rows = read_dataset(str(_squad(tmp_path / "s.json")), DataConfig())
+    job = _task().prepare(_ctx(bert_tokenizer, rows, rows))
+    assert job.allow_no_answer  # v2 data has an unanswerable question
+    feats = job.train_dataset
+    assert len(feats) > len(rows)  # the context needs several 32-token windows
+    for ex_index, answer in enumerate(["paris", "john", None]):
+        windows = [f for f in feats.items if f["example_index"] == ex_index]
+        hits = [f for f in windows if f["start_positions"] > 0]
+        if answer is None:
+            assert not hits
+            continue
+        assert hits, "some window holds the answer"
+        for f in hits:
+            ids = f["input_ids"][f["start_positions"]:f["end_positions"] + 1]
+            assert bert_tokenizer.decode(ids) == answer
+            s, e = f["offsets"][f["start_positions"]][0], f["offsets"][f["end_positions"]][1]
+            assert CONTEXT[s:e] == answer
+        for f in windows:
+            assert len(f["input_ids"]) <= 32
+
+
+def test_postprocess_picks_best_span_and_no_answer(tmp_path, bert_tokenizer):
+    rows = read_dataset(str(_squad(tmp_path / "s.json")), DataConfig())
+    job = _task().prepare(_ctx(bert_tokenizer, rows, rows))
+    feats = job.eval_dataset
+    logits = {}
+    for f in feats.items:  # "perfect" logits from the gold positions
+        n = len(f["input_ids"])
+        start, end = [0.0] * n, [0.0] * n
+        start[f["start_positions"]] += 5.0
+        end[f["end_positions"]] += 5.0
+        logits[f["feature_index"]] = (start, end)
+    answers = best_answers(feats, logits, n_best=5, max_answer_length=10, allow_no_answer=True, null_threshold=0.0)
+    assert [a.text for a in answers] == ["paris", "john", ""]
+    # without the no-answer rule, the unanswerable question still gets a span
+    forced = best_answers(feats, logits, n_best=5, max_answer_length=10, allow_no_answer=False, null_threshold=0.0)
+    assert forced[0].text == "paris" and forced[2].text != ""
+
+
+def test_training_step_metrics_and_predict(tmp_path, bert_tokenizer, tiny_bert):
+    rows = read_dataset(str(_squad(tmp_path / "s.json", "v1.1")), DataConfig())
+    job = _task().prepare(_ctx(bert_tokenizer, rows, rows, max_length=64, stride=16))
+    assert not job.allow_no_answer
+    model = job.build_model(ResolvedModel(str(tiny_bert)), {})
+    assert job.head_modules == ["qa_outputs"]
+    batch = job.collate(job.train_dataset.items)
+    loss = job.loss(model, batch)
+    loss.backward()
+    assert torch.isfinite(loss) and model.qa_outputs.weight.grad is not None
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    for _ in range(40):
+        opt.zero_grad()
+        job.loss(model, batch).backward()
+        opt.step()
+    scores = job.evaluate(model, [job.collate(job.eval_dataset.items[i:i + 2])
+                                  for i in range(0, len(job.eval_dataset), 2)])
+    assert {"eval_exact_match", "eval_f1", "eval_loss"} <= set(scores)
+    assert scores["eval_exact_match"] == 100.0
+    pred = job.predict(model, [("where does mary live ?", CONTEXT), {"question": "who works in london ?", "context": CONTEXT}])
+    assert [p["answer"] for p in pred] == ["paris", "john"]
+    job.save(tmp_path / "run")
+    again = _task().restore(_ctx(bert_tokenizer, None, max_length=64, stride=16), tmp_path / "run")
+    assert again.predict(model, [("where does mary live ?", CONTEXT)])[0]["answer"] == "paris"
