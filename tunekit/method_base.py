@@ -43,6 +43,12 @@ def resolve_modules(model: nn.Module, names: Sequence[str], what: str = "keep_tr
     return [n for n in found if not any(n.startswith(other + ".") for other in found)]
 
 
+def present_modules(model: nn.Module, names: Sequence[str]) -> list[str]:
+    """The entries of ``names`` that name a module of ``model`` (PEFT lists both ``classifier`` and ``score``)."""
+    all_names = [n for n, _ in model.named_modules() if n]
+    return [w for w in names if any(_matches(n, w) for n in all_names)]
+
+
 def split_name(qualified: str) -> tuple[str, str]:
     """``("a.b", "c")`` for ``"a.b.c"``; ``("", "c")`` for ``"c"``."""
     parent, _, child = qualified.rpartition(".")

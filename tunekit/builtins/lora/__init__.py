@@ -22,6 +22,7 @@ from tunekit.method_base import (
     AppliedMethod,
     adapter_dtype,
     freeze_all,
+    present_modules,
     replace_module,
     resolve_modules,
     unfreeze,
@@ -100,7 +101,7 @@ class Lora:
         """Load a LoRA folder written by tunekit or by PEFT."""
         options, keep = files.read_peft_config(folder)
         tensors = files.normalise_keys(adapter_files.read_tensors(folder))
-        applied = self.apply(model, options, keep)
+        applied = self.apply(model, options, present_modules(model, keep))
         applied.load_tensors(tensors, folder)
         return applied
 

@@ -29,6 +29,7 @@ from tunekit.method_base import (
     freeze_all,
     load_into,
     peft_task_type,
+    present_modules,
     resolve_modules,
     unfreeze,
 )
@@ -160,7 +161,7 @@ class PrefixTuning:
                     "base model it was trained with."
                 )
         tensors = adapter_files.read_tensors(folder)
-        applied = self.apply(model, options, keep)
+        applied = self.apply(model, options, present_modules(model, keep))
         applied.load_tensors(tensors, folder)
         return applied
 

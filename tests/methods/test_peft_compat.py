@@ -1,0 +1,106 @@
+"""Adapter folders are interchangeable with PEFT (a test reference only; never a runtime dependency)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from tunekit.method import make_options
+from tunekit.plugins import registries
+from tunekit.testing import head_modules, outputs, perturb, sample_inputs, tiny_bert, tiny_gpt2, tiny_llama
+
+peft = pytest.importorskip("peft")
+
+FACTORIES = {
+    "bert-cls": lambda: tiny_bert("cls"),
+    "gpt2-lm": lambda: tiny_gpt2("lm"),
+    "llama-cls": lambda: tiny_llama("cls"),
+    "llama-lm": lambda: tiny_llama("lm"),
+}
+
+
+def _apply(name, options, model):
+    method = registries().methods.get(name)
+    applied = method.apply(model, make_options(method, options), head_modules(model))
+    perturb(model, scale=0.1)
+    return method, applied
+
+
+def _peft_load(factory, folder):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return peft.PeftModel.from_pretrained(factory(), str(folder)).eval()
+
+
+@pytest.mark.parametrize(
+    ("model", "method", "options"),
+    [
+        ("bert-cls", "lora", {"r": 4}),
+        ("bert-cls", "lora", {"r": 2, "target_modules": "all-linear"}),
+        ("bert-cls", "lora", {"r": 2, "target_modules": r".*\.(key|value)"}),
+        ("gpt2-lm", "lora", {"r": 4}),
+        ("llama-cls", "lora", {"r": 4, "target_modules": ["q_proj", "k_proj", "down_proj"]}),
+        ("bert-cls", "prefix-tuning", {"num_virtual_tokens": 4}),
+        ("gpt2-lm", "prefix-tuning", {"num_virtual_tokens": 4}),
+        ("llama-lm", "prefix-tuning", {"num_virtual_tokens": 4, "projection": 12}),
+        ("llama-cls", "prefix-tuning", {"num_virtual_tokens": 3}),
+    ],
+)
+def test_tunekit_adapter_loads_in_peft(model, method, options, tmp_path):
+    factory = FACTORIES[model]
+    m = factory()
+    _, applied = _apply(method, options, m)
+    inputs = sample_inputs(m)
+    expected = outputs(m, inputs)
+    applied.save(tmp_path)
+    peft_model = _peft_load(factory, tmp_path)
+    torch.testing.assert_close(outputs(peft_model, inputs), expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("model", ["gpt2-lm", "llama-lm"])
+def test_prefix_generation_matches_peft(model, tmp_path):
+    factory = FACTORIES[model]
+    m = factory()
+    _, applied = _apply("prefix-tuning", {"num_virtual_tokens": 3}, m)
+    applied.save(tmp_path)
+    peft_model = _peft_load(factory, tmp_path)
+    inputs = sample_inputs(m, batch=2, length=5)
+    kwargs = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": 0}
+    ours = m.generate(**inputs, **kwargs)
+    theirs = peft_model.generate(**inputs, **kwargs)
+    assert torch.equal(ours, theirs)
+
+
+def test_peft_lora_folder_loads_in_tunekit(tmp_path):
+    base = tiny_bert("cls")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pm = peft.get_peft_model(base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"],
+                                                        task_type="SEQ_CLS"))
+    perturb(pm, scale=0.1)
+    inputs = sample_inputs(base)
+    expected = outputs(pm, inputs)
+    pm.save_pretrained(str(tmp_path))
+    fresh = tiny_bert("cls")
+    applied = registries().methods.get("lora").load(fresh, tmp_path)
+    torch.testing.assert_close(outputs(fresh, inputs), expected, atol=1e-6, rtol=0)
+    assert "classifier" in applied.keep
+
+
+def test_peft_gpt2_lora_and_prefix_folders_load_in_tunekit(tmp_path):
+    for name, config in [
+        ("lora", peft.LoraConfig(r=4, target_modules=["c_attn"], fan_in_fan_out=True, task_type="CAUSAL_LM")),
+        ("prefix-tuning", peft.PrefixTuningConfig(num_virtual_tokens=3, task_type="CAUSAL_LM")),
+    ]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pm = peft.get_peft_model(tiny_gpt2("lm"), config)
+        perturb(pm, scale=0.1)
+        inputs = sample_inputs(tiny_gpt2("lm"))
+        expected = outputs(pm, inputs)
+        pm.save_pretrained(str(tmp_path / name))
+        fresh = tiny_gpt2("lm")
+        registries().methods.get(name).load(fresh, tmp_path / name)
+        torch.testing.assert_close(outputs(fresh, inputs), expected, atol=1e-6, rtol=0)
