@@ -15,7 +15,6 @@ Run folder layout::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -76,13 +75,17 @@ def as_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike) -> RunC
 
 
 def fingerprint(cfg: RunConfig) -> str:
-    """A hash of everything that decides the training trajectory (used to refuse resuming a different run)."""
-    tree = cfg.to_dict()
-    tree["training"] = {k: v for k, v in tree["training"].items()
-                        if k not in ("resume", "eval_steps", "save_steps", "logging_steps", "report_to",
-                                     "save_total_limit", "max_steps", "epochs", "early_stopping_patience")}
-    tree.pop("output", None)
-    return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """A hash of the settings that decide what is trained (resuming a folder made by others is refused)."""
+    from tunekit.engine import config_fingerprint
+
+    return config_fingerprint(cfg.to_dict())
+
+
+def is_main_process() -> bool:
+    """False in the non-zero ranks of a torchrun / accelerate launch: only rank 0 writes run files."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 def default_output_dir(cfg: RunConfig) -> Path:
@@ -212,22 +215,27 @@ def run(config: RunConfig | Mapping[str, Any] | str | os.PathLike, listeners: Se
     log.debug("%s", report.line())
     _emit(listeners, "on_method_applied", report)
 
+    main = is_main_process()
     created = not out.exists()
-    if cfg.output.overwrite and out.exists() and not cfg.training.resume:
-        for child in ("checkpoints", ADAPTER_DIR, "summary.json", "metrics.jsonl"):
-            target = out / child
-            shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        if cfg.output.overwrite and out.exists() and not cfg.training.resume:
+            for child in (ADAPTER_DIR, "summary.json", "metrics.jsonl", HELDOUT_FILE):
+                target = out / child
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
     try:
-        (out / "config.yaml").write_text(config_mod.to_yaml(cfg), encoding="utf-8")
-        job.save(out)
-        tokenizer.save_pretrained(out / TOKENIZER_DIR)
+        if main:
+            (out / "config.yaml").write_text(config_mod.to_yaml(cfg), encoding="utf-8")
+            job.save(out)
+            tokenizer.save_pretrained(out / TOKENIZER_DIR)
         result = train(model, job, cfg.training, out, applied=applied, listeners=listeners,
-                       config_fingerprint=fingerprint(cfg))
+                       config_fingerprint=fingerprint(cfg), overwrite=cfg.output.overwrite)
     except BaseException:
-        if created and not (out / "checkpoints").is_dir():
+        if main and created and not (out / "checkpoints").is_dir():
             shutil.rmtree(out, ignore_errors=True)  # nothing worth keeping: leave no half-written folder
         raise
+    if not main:
+        return RunResult(out, {}, dict(getattr(result, "final_metrics", {}) or {}))
     tmp = out / f".{ADAPTER_DIR}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     applied.save(tmp)
