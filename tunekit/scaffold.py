@@ -104,7 +104,7 @@ Trainable parameters: `layers x hidden` (plus the task head).
 ```bash
 pip install -e .                      # from this folder
 tunekit methods                       # lists `$method`, provider `$distribution 0.1.0`
-tunekit run --method $method --model minilm --task classification --data train.csv
+tunekit run --method $method --model minilm-l6 --task sequence-classification --data train.tsv
 pytest                                # runs tunekit's conformance checks on tiny models
 pip uninstall $distribution           # and `$method` is gone again
 ```
