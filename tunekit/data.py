@@ -56,7 +56,7 @@ def read_dataset(path: str, data: Any) -> Any:
         return formats.get(data.format).read(path, data)
     p = Path(path)
     if p.is_dir() or not p.suffix:
-        if "hub" in formats and not p.exists():
+        if "hub" in formats and (p.is_dir() or not p.exists()):
             return formats.get("hub").read(path, data)
     if not p.exists():
         raise DataError(f"data file {path!r} does not exist; check the path given to --data / --val-data.")
