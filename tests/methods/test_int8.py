@@ -1,0 +1,115 @@
+"""8-bit loading (bitsandbytes LLM.int8 on CPU) composed with every method that freezes the base."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from tunekit.arch import arch_info
+from tunekit.errors import MethodError
+from tunekit.merge import merged_float_model
+from tunekit.method import count_parameters, float_modules, make_options
+from tunekit.plugins import registries
+from tunekit.testing import outputs, perturb, sample_inputs, tiny_llama
+
+pytest.importorskip("bitsandbytes")
+
+
+@pytest.fixture(scope="module")
+def base_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tiny_llama("cls", hidden_size=64, num_attention_heads=4, num_key_value_heads=2).save_pretrained(str(folder))
+    return folder
+
+
+def load(folder, skip=("score",), quantize=True):
+    from transformers import LlamaForSequenceClassification
+
+    kwargs = registries().quantizers.get("int8").load_kwargs(list(skip)) if quantize else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return LlamaForSequenceClassification.from_pretrained(str(folder), **kwargs).eval()
+
+
+def _quantized(model):
+    return [n for n, m in model.named_modules() if type(m).__name__ == "Linear8bitLt"]
+
+
+def test_quantizer_kwargs():
+    kwargs = registries().quantizers.get("int8").load_kwargs(["classifier"])
+    config = kwargs["quantization_config"]
+    assert config.load_in_8bit and config.llm_int8_skip_modules == ["classifier"]
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [("feature-extraction", {}), ("freeze", {"trainable_layers": 1}), ("houlsby", {"reduction_factor": 8}),
+     ("pfeiffer", {}), ("lora", {"r": 4, "target_modules": "all-linear"}), ("prefix-tuning", {"num_virtual_tokens": 3})],
+)
+def test_methods_compose_with_int8(base_folder, name, options):
+    method = registries().methods.get(name)
+    parsed = make_options(method, options)
+    info = arch_info(load(base_folder, quantize=False))
+    model = load(base_folder, skip=["score", *float_modules(method, info, parsed)])
+    assert _quantized(model), "the base should be 8-bit"
+    head = sum(p.numel() for p in model.score.parameters())
+    method.apply(model, parsed, ["score"])
+    trainable, total = count_parameters(model)
+    assert trainable - head == method.expected_trainable(info, parsed)
+    assert total >= sum(p.numel() for p in load(base_folder, quantize=False).parameters())
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    inputs = sample_inputs(model)
+    for _ in range(2):
+        optimizer.zero_grad()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loss = model(**inputs).logits.float().pow(2).mean()
+        loss.backward()
+        optimizer.step()
+    for n, p in model.named_parameters():
+        assert torch.equal(p.detach(), before[n]) != p.requires_grad, n
+
+
+def test_freeze_refuses_quantized_top_blocks(base_folder):
+    model = load(base_folder)
+    with pytest.raises(MethodError, match="quantized"):
+        registries().methods.get("freeze").apply(model, make_options(registries().methods.get("freeze"), {}), ["score"])
+
+
+def test_full_refuses_int8(base_folder):
+    method = registries().methods.get("full")
+    assert method.trains_base_weights
+    with pytest.raises(MethodError, match="quantized"):
+        method.apply(load(base_folder), make_options(method, {}), ["score"])
+
+
+def test_lora_merge_into_int8_needs_a_float_model(base_folder, tmp_path):
+    from transformers import LlamaForSequenceClassification
+
+    model = load(base_folder)
+    method = registries().methods.get("lora")
+    applied = method.apply(model, make_options(method, {"r": 4}), ["score"])
+    perturb(model, scale=0.05)
+    inputs = sample_inputs(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized_out = outputs(model, inputs)
+    with pytest.raises(MethodError, match="merged_float_model"):
+        applied.merge()
+    applied.save(tmp_path / "adapter")
+    merged = merged_float_model(model, applied)
+    assert not _quantized(merged) and not hasattr(merged.config, "quantization_config")
+    assert all(p.dtype == torch.float32 for p in merged.parameters())
+    merged_out = outputs(merged, inputs)
+    # int8 matmul rounding: close, not equal
+    torch.testing.assert_close(merged_out, quantized_out, atol=0.05, rtol=0.05)
+    merged.save_pretrained(str(tmp_path / "merged"))
+    reloaded = LlamaForSequenceClassification.from_pretrained(str(tmp_path / "merged")).eval()
+    torch.testing.assert_close(outputs(reloaded, inputs), merged_out, atol=1e-6, rtol=0)
+    # the adapter trained on the int8 base also loads onto the float base
+    fresh = load(base_folder, quantize=False)
+    method.load(fresh, tmp_path / "adapter")
+    torch.testing.assert_close(outputs(fresh, inputs), merged_out, atol=0.05, rtol=0.05)
