@@ -142,6 +142,20 @@ def _quantizer_kwargs(cfg: RunConfig, method: Any, head_modules: Sequence[str]) 
     return quantizer.load_kwargs(list(head_modules))
 
 
+def _float_modules(cfg: RunConfig, method: Any, method_options: Any, source: ResolvedModel) -> list[str]:
+    """Pretrained modules the method trains (e.g. freeze's top blocks): kept out of quantization."""
+    if not cfg.model.quantize or not callable(getattr(method, "float_modules", None)):
+        return []
+    from transformers import AutoConfig
+
+    from tunekit.arch import arch_info
+    from tunekit.method import float_modules
+
+    config_kwargs = {k: v for k, v in source.load_kwargs.items() if k in ("revision", "trust_remote_code", "gguf_file")}
+    config = AutoConfig.from_pretrained(source.path, **config_kwargs)
+    return float_modules(method, arch_info(config), method_options)
+
+
 def _source(cfg: RunConfig) -> ResolvedModel:
     source = resolve_model(cfg.model.name)
     if cfg.model.revision:
@@ -178,7 +192,8 @@ def prepare(cfg: RunConfig, before_method: Callable[[Any, Any], None] | None = N
     source = _source(cfg)
     tokenizer = _load_tokenizer(source, cfg)
     job = task.prepare(TaskContext(tokenizer, task_options, cfg.data, train_rows, val_rows, cfg.training.seed))
-    load_kwargs = {**source.load_kwargs, **_quantizer_kwargs(cfg, method, job.head_modules)}
+    skip = [*job.head_modules, *_float_modules(cfg, method, method_options, source)]
+    load_kwargs = {**source.load_kwargs, **_quantizer_kwargs(cfg, method, skip)}
     model = job.build_model(source, load_kwargs)
     if before_method is not None:
         before_method(job, model)
@@ -349,7 +364,8 @@ def load_run(folder: str | os.PathLike, *, quantize: str | None = None) -> Loade
     tokenizer = AutoTokenizer.from_pretrained(out / TOKENIZER_DIR)
     job = task.restore(TaskContext(tokenizer, task_options, cfg.data, None, None, cfg.training.seed), out)
     source = _source(cfg)
-    load_kwargs = {**source.load_kwargs, **_quantizer_kwargs(cfg, method, job.head_modules)}
+    skip = [*job.head_modules, *_float_modules(cfg, method, make_options(method, cfg.method_options), source)]
+    load_kwargs = {**source.load_kwargs, **_quantizer_kwargs(cfg, method, skip)}
     model = job.build_model(source, load_kwargs)
     applied = method.load(model, out / ADAPTER_DIR)
     model.eval()
