@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "tunekit.cli.run",
     "tunekit.cli.listings",
     "tunekit.cli.new_plugin",
+    "tunekit.cli.inference",
 ]
 
 # Tables stay readable when the output is a pipe or a file (rich would otherwise assume 80 columns).
