@@ -38,7 +38,7 @@ def _config(model, task, train, out, **data):
 def classification_run(tmp_path_factory, tiny_bert):
     folder = tmp_path_factory.mktemp("cls")
     data = folder / "train.csv"
-    data.write_text("text,label\n" + "".join(f"good movie,pos\nbad film,neg\n" for _ in range(4)), encoding="utf-8")
+    data.write_text("text,label\n" + "".join("good movie,pos\nbad film,neg\n" for _ in range(4)), encoding="utf-8")
     run(_config(tiny_bert, "sequence-classification", data, folder / "run"))
     return folder
 
