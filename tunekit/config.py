@@ -179,12 +179,21 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {str(p)!r} does not exist; check the path given to --config.")
     try:
         tree = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.constructor.ConstructorError as exc:  # e.g. !!python/object: safe_load builds plain data only
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(
+            f"config file {str(p)!r} uses a YAML tag tunekit does not accept{where} ({exc.problem}); "
+            "write plain values (strings, numbers, lists, mappings) there."
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}; fix the syntax there.") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {str(p)!r} is not UTF-8 text; save it as UTF-8 YAML.") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {str(p)!r} cannot be read ({exc.strerror}); check its permissions.") from None
     if tree is None:
         return {}
     if not isinstance(tree, dict):

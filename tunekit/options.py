@@ -7,6 +7,7 @@ carry a ``help`` string in ``metadata``; this module turns user input into those
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -105,13 +106,16 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{where} must be a number, not {value!r}.")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+        number = None
+        if isinstance(value, (int, float, str)):
             try:
-                return float(value)
-            except ValueError:
+                number = float(value)
+            except (ValueError, OverflowError):  # OverflowError: an int too large for a float
                 pass
+        if number is not None and math.isfinite(number):
+            return number
+        if number is not None:  # inf / nan would only fail later, deep inside training
+            raise ConfigError(f"{where} must be a finite number, not {value!r}.")
         raise ConfigError(f"{where} must be a number, not {value!r}.")
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):

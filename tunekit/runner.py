@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,19 +94,39 @@ def default_output_dir(cfg: RunConfig) -> Path:
     return Path("runs") / f"{cfg.method_name}-{cfg.task_name}-{stamp}"
 
 
+def _not_writable(folder: Path) -> str | None:
+    """Why nothing can be created in ``folder``, or None when something can.
+
+    A real probe (a folder made and removed) rather than ``os.access``, which says yes to root and on
+    read-only or pseudo file systems where creating a folder then fails.
+    """
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".tunekit-probe-", dir=folder))
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
+
+
 def _check_output_dir(out: Path, cfg: RunConfig) -> None:
     if out.exists() and not out.is_dir():
         raise UsageError(f"output path {str(out)!r} is a file; choose a folder with --output.")
     if not out.exists():
-        parent = out.parent if str(out.parent) else Path(".")
-        probe = parent
-        while not probe.exists():
+        probe = out.parent if str(out.parent) else Path(".")
+        while not probe.exists() and not probe.is_symlink():
             probe = probe.parent
-        if not os.access(probe, os.W_OK):
-            raise UsageError(f"cannot create the output folder {str(out)!r}: {str(probe)!r} is not writable.")
+        if not probe.is_dir():
+            raise UsageError(
+                f"cannot create the output folder {str(out)!r}: {str(probe)!r} is not a folder; "
+                "choose another --output.")
+        reason = _not_writable(probe)
+        if reason:
+            raise UsageError(
+                f"cannot create the output folder {str(out)!r}: {str(probe)!r} is not writable ({reason}); "
+                "choose another --output.")
         return
-    if not os.access(out, os.W_OK):
-        raise UsageError(f"output folder {str(out)!r} is not writable; choose another with --output.")
+    reason = _not_writable(out)
+    if reason:
+        raise UsageError(f"output folder {str(out)!r} is not writable ({reason}); choose another with --output.")
     has_run = (out / "summary.json").exists() or (out / "checkpoints").is_dir()
     if has_run and not cfg.training.resume and not cfg.output.overwrite:
         raise CheckpointError(
@@ -237,7 +258,11 @@ def run(config: RunConfig | Mapping[str, Any] | str | os.PathLike, listeners: Se
             for child in (ADAPTER_DIR, "summary.json", "metrics.jsonl", HELDOUT_FILE):
                 target = out / child
                 shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create the output folder {str(out)!r} ({exc.strerror}); "
+                             "choose another --output.") from None
     try:
         if main:
             (out / "config.yaml").write_text(config_mod.to_yaml(cfg), encoding="utf-8")

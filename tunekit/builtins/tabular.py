@@ -80,6 +80,14 @@ class DelimitedFormat:
         if len(frame) == 0:
             raise DataError(f"data file {path!r} has a header but no rows; add data rows.")
         frame.columns = [str(c) for c in frame.columns]
+        if header and len(frame.columns) == 1:
+            other = next((sep for sep in (",", "\t", ";", "|") if sep != self.sep and sep in frame.columns[0]), None)
+            if other is not None:
+                raise DataError(
+                    f"data file {path!r} has a single column {frame.columns[0]!r}: its fields look separated by "
+                    f"{other!r}, but {self.name} files are read with {self.sep!r}; save it with {self.sep!r} "
+                    "separators (or as .csv for commas, .tsv for tabs)."
+                )
         if header:
             unnamed = [c for c in frame.columns if c.startswith("Unnamed: ")]
             if unnamed:
