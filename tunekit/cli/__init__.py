@@ -14,6 +14,7 @@ import sys
 import click
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from tunekit.errors import TunekitError
 
@@ -81,14 +82,24 @@ def report_error(exc: BaseException, debug: bool) -> int:
     if debug:
         err_console.print_exception()
     if isinstance(exc, TunekitError):
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
     err_console.print(
-        f"[bold red]error:[/] unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback, "
+        f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback, "
         "and please report it).",
         highlight=False, soft_wrap=True,
     )
     return 1
+
+
+def _click_message(exc: click.ClickException) -> str:
+    """Click's own message (bad flag, bad value, unknown command) as the one ``error:`` line."""
+    text = " ".join(exc.format_message().split())
+    text = text[:1].lower() + text[1:]
+    if isinstance(exc, click.UsageError):
+        where = exc.ctx.command_path if exc.ctx is not None else "tunekit"
+        return f"{text.rstrip('.')} (see `{where} --help`)."
+    return text
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("aborted.")
         sys.exit(130)
     except click.ClickException as exc:
-        exc.show()
+        err_console.print(f"[bold red]error:[/] {escape(_click_message(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
