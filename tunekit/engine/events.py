@@ -6,7 +6,9 @@ exist, on the main process only):
 - ``on_train_begin(total_steps, start_step)``: once, before the first step (``start_step > 0`` on resume);
 - ``on_log(step, metrics)``: every ``logging_steps`` optimiser steps (loss, lr, tokens_per_second, ...);
 - ``on_evaluate(step, metrics)``: after each evaluation, with the task's ``eval_*`` metrics;
-- ``on_train_end(result)``: once, with the :class:`tunekit.engine.TrainResult`.
+- ``on_train_end(result)``: once, with the :class:`tunekit.engine.TrainResult`;
+- ``on_train_abort(error)``: instead of ``on_train_end`` when training raises (Ctrl-C included), so a
+  live display can close before the error is reported.
 
 The CLI's progress bar (``tunekit.cli.progress``) is one listener; tests use small recording ones.
 """
@@ -30,6 +32,8 @@ class Listener(Protocol):
     def on_evaluate(self, step: int, metrics: dict[str, float]) -> None: ...
 
     def on_train_end(self, result: Any) -> None: ...
+
+    def on_train_abort(self, error: BaseException) -> None: ...
 
 
 class Listeners:

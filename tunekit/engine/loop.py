@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import resource
 import signal
 import sys
@@ -131,6 +132,11 @@ class _StopRequest:
             signal.signal(signal.SIGINT, self._previous)
 
 
+def _has_gpu() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or bool(mps is not None and mps.is_available())
+
+
 def _metric_sense(name: str, job: Any) -> bool:
     """True when larger values of metric ``name`` are better."""
     if name == getattr(job, "metric_for_best", None):
@@ -150,8 +156,11 @@ class _Trainer:
         self.applied = applied
         self.fingerprint = fingerprint
         self.acc = Accelerator(
+            # Without a GPU, accelerate only sets up multi-process CPU training (gloo) when told cpu=True.
+            cpu=not _has_gpu(),
             mixed_precision="no",  # bf16 is applied with torch.autocast below, from training.precision
-            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            kwargs_handlers=[DistributedDataParallelKwargs(
+                find_unused_parameters=os.environ.get("TUNEKIT_DDP_FIND_UNUSED", "") not in ("", "0"))],
         )
         self.rank = self.acc.process_index
         self.world = self.acc.num_processes
@@ -555,5 +564,10 @@ def train(model: nn.Module, job: Any, training: TrainingConfig, out_dir: str | P
     whose fingerprint differs raises CheckpointError. With ``overwrite`` old checkpoints are deleted
     instead of refusing to reuse the folder. Ctrl-C writes a checkpoint and raises TrainingInterrupted.
     """
-    trainer = _Trainer(model, job, training, Path(out_dir), applied, list(listeners), config_fingerprint, overwrite)
-    return trainer.run()
+    listeners = list(listeners)
+    trainer = _Trainer(model, job, training, Path(out_dir), applied, listeners, config_fingerprint, overwrite)
+    try:
+        return trainer.run()
+    except BaseException as exc:
+        trainer.events.emit("on_train_abort", exc)
+        raise
