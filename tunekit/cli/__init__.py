@@ -21,6 +21,7 @@ from tunekit.errors import TunekitError
 COMMAND_MODULES = [
     "tunekit.cli.run",
     "tunekit.cli.listings",
+    "tunekit.cli.export",
     "tunekit.cli.new_plugin",
     "tunekit.cli.inference",
 ]
