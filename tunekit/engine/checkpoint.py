@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle  # only for its exception type: nothing here unpickles without weights_only
 import random
 import re
 import shutil
@@ -24,6 +25,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -161,7 +163,13 @@ def save_weights(model: nn.Module, path: Path) -> None:
 
 def load_weights(model: nn.Module, path: Path) -> None:
     """Copy saved trainable weights back into ``model``; every trainable parameter must be in the file."""
-    tensors = load_file(str(path))
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {str(path.parent)!r} has no readable {path.name} ({' '.join(str(exc).split())}); "
+            "delete that folder to resume from an earlier one."
+        ) from None
     params = dict(model.named_parameters())
     missing = [n for n, p in params.items() if p.requires_grad and n not in tensors]
     unknown = [n for n in tensors if n not in params]
@@ -214,7 +222,10 @@ def write_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Opti
 
 def read_state(folder: Path) -> dict[str, Any]:
     try:
-        return json.loads((folder / STATE).read_text())
+        state = json.loads((folder / STATE).read_text())
+        if not isinstance(state, dict):
+            raise ValueError("not a JSON object")
+        return state
     except (OSError, ValueError) as exc:
         raise CheckpointError(
             f"checkpoint {str(folder)!r} has no readable {STATE} ({exc}); delete that folder to resume from an earlier one."
@@ -230,11 +241,13 @@ def load_checkpoint(folder: Path, model: nn.Module, optimizer: torch.optim.Optim
         optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu"))
         scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True, map_location="cpu"))
         rngs = json.loads((folder / "rng.json").read_text())
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, IndexError, pickle.UnpicklingError) as exc:
+        # UnpicklingError: a damaged .pt file, or one holding more than plain tensors (weights_only refuses it)
         raise CheckpointError(
-            f"checkpoint {str(folder)!r} could not be restored ({exc}); delete that folder to resume from an earlier one."
+            f"checkpoint {str(folder)!r} could not be restored ({' '.join(str(exc).split())[:300]}); "
+            "delete that folder to resume from an earlier one."
         ) from None
-    set_rng_state(rngs[rank] if rank < len(rngs) else rngs[0])
     return state
 
 
