@@ -256,3 +256,36 @@ def test_tunekit_conformance_suite(model: str, tmp_path: Path) -> None:
     from tunekit.testing import TINY_MODELS, check_method
 
     check_method(IA3(), {}, TINY_MODELS[model], tmp_path)
+
+
+def test_int8_base_trains_and_refuses_an_in_place_merge(tmp_path: Path) -> None:
+    pytest.importorskip("bitsandbytes")
+    import warnings
+
+    from transformers import BitsAndBytesConfig, LlamaForSequenceClassification
+
+    from tunekit.arch import arch_info
+    from tunekit.merge import merged_float_model
+    from tunekit.testing import outputs, sample_inputs, tiny_llama
+
+    tiny_llama("cls", hidden_size=64, num_attention_heads=4, num_key_value_heads=2).save_pretrained(str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = LlamaForSequenceClassification.from_pretrained(
+            str(tmp_path), quantization_config=BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["score"])
+        ).eval()
+    assert any(type(m).__name__ == "Linear8bitLt" for m in model.modules())
+    applied = IA3().apply(model, options(), keep_trainable=["score"])
+    head = sum(p.numel() for p in model.score.parameters())
+    assert count_parameters(model)[0] - head == IA3().expected_trainable(arch_info(model), options())
+    batch = sample_inputs(model)
+    loss = model(**batch).logits.float().pow(2).mean()
+    loss.backward()
+    assert all(w.ia3_l.grad is not None and w.ia3_l.grad.abs().sum() > 0 for w in applied.wrappers().values())
+    perturb(applied)
+    adapted = outputs(model, batch)
+    with pytest.raises(MethodError, match="quantized"):
+        applied.merge()
+    merged = merged_float_model(model, applied)  # dequantize, then merge exactly and unwrap
+    assert not any(isinstance(m, tunekit_ia3.layers.IA3Scaled) for m in merged.modules())
+    torch.testing.assert_close(outputs(merged, batch), adapted, rtol=0, atol=0.05)

@@ -29,7 +29,7 @@ from tunekit.method_base import (
     unfreeze,
 )
 from tunekit.options import check, option
-from tunekit_ia3.layers import IA3Scaled, Side, weight_layout
+from tunekit_ia3.layers import IA3Scaled, Side, is_quantized, weight_layout
 
 # Inside one transformer block: the key and value projections of each architecture family that
 # tunekit.arch knows (it names the feed-forward output projection itself). GPT-2 fuses query, key and
@@ -160,8 +160,14 @@ class IA3Applied(AppliedMethod):
         return {t.name: self.model.get_submodule(t.name) for t in self.targets}  # type: ignore[misc]
 
     def merge(self) -> None:
-        """Fold every vector into its projection (MethodError for a quantized base)."""
-        for wrapper in self.wrappers().values():
+        """Fold every vector into its projection (MethodError for a quantized base, before any change)."""
+        wrappers = self.wrappers().values()
+        if any(is_quantized(w.base_layer) for w in wrappers if not w.merged):
+            raise MethodError(
+                "IA3 cannot merge into a quantized base exactly; load the model without --quantize to merge "
+                "(or export with tunekit.merge.merged_float_model, which dequantizes first)."
+            )
+        for wrapper in wrappers:
             wrapper.merge()
 
     def unmerge(self) -> None:
