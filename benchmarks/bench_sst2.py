@@ -59,7 +59,7 @@ def tunekit_setup(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
 
 def hf_setup(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    """PEFT LoRA, full fine-tuning, or frozen backbone (classifier only), all with the transformers Trainer."""
+    """PEFT LoRA, full fine-tuning, a frozen backbone (classifier only) or partial freezing, with the Trainer."""
     import time
 
     import peers
@@ -75,9 +75,12 @@ def hf_setup(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
         model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, lora_dropout=0.0,
                                                  target_modules=["query", "value"]))
-    elif p["kind"] == "hf-frozen":
-        for param in model.base_model.parameters():  # the backbone is recomputed every batch
+    elif p["kind"] in ("hf-frozen", "hf-partial"):
+        for param in model.base_model.parameters():  # the frozen part is recomputed every batch
             param.requires_grad_(False)
+        if p["kind"] == "hf-partial":  # the top blocks train again (embeddings, lower blocks, pooler stay frozen)
+            for block in model.base_model.encoder.layer[-p["trainable_layers"]:]:
+                block.requires_grad_(True)
     result = peers.train_classifier(model, tokenizer, train, dev, lr=p["lr"], batch_size=p["batch_size"],
                                     epochs=p["epochs"], workdir=workdir)
     result["trainable_params"] = peers.count_trainable(model)

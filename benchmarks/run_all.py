@@ -1,0 +1,59 @@
+"""Run every benchmark (tunekit vs the peers, same run) and write results/all.json and results/all.md.
+
+    make bench                               # = .venv/bin/python benchmarks/run_all.py
+    .venv/bin/python benchmarks/run_all.py --quick              # tiny sizes: a smoke test of every path
+    .venv/bin/python benchmarks/run_all.py --only sst2,frozen   # a subset
+
+Each setup runs in its own process, one after another (never in parallel: they would share the cores).
+Progress goes to stderr; stdout gets the JSON and then the Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_frozen  # noqa: E402
+import bench_inference  # noqa: E402
+import bench_int8  # noqa: E402
+import bench_sft  # noqa: E402
+import bench_sst2  # noqa: E402
+from harness import log, write_reports  # noqa: E402
+
+BENCHMARKS = {
+    "int8": bench_int8.run,
+    "inference": bench_inference.run,
+    "sft": bench_sft.run,
+    "sst2": bench_sst2.run,
+    "frozen": bench_frozen.run,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the whole path")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(BENCHMARKS)}")
+    args = parser.parse_args()
+    chosen = [n.strip() for n in args.only.split(",") if n.strip()] or list(BENCHMARKS)
+    unknown = [n for n in chosen if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    start = time.perf_counter()
+    reports = []
+    for name in chosen:
+        log(f"[{time.strftime('%H:%M:%S')}] {name}")
+        t0 = time.perf_counter()
+        reports.append(BENCHMARKS[name](args.quick))
+        log(f"  {name} took {time.perf_counter() - t0:.0f} s")
+    total = time.perf_counter() - start
+    reports[0].notes.append(f"the whole set took {total:.0f} s")
+    write_reports("all-quick" if args.quick else "all", reports)
+    log(f"done in {total:.0f} s; results in benchmarks/results/")
+
+
+if __name__ == "__main__":
+    main()
