@@ -9,6 +9,7 @@ line where it helps) for anything malformed.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -52,9 +53,11 @@ def read_dataset(path: str, data: Any) -> Any:
     provider = named_dataset(path)
     if provider is not None:
         return provider.read(path, data)
+    p = Path(path)
+    if p.is_file() and not os.access(p, os.R_OK):  # checked here once, for every format
+        raise DataError(f"data file {path!r} cannot be read (permission denied); check its permissions.")
     if getattr(data, "format", None):
         return formats.get(data.format).read(path, data)
-    p = Path(path)
     if p.is_dir() or not p.suffix:
         if "hub" in formats and (p.is_dir() or not p.exists()):
             return formats.get("hub").read(path, data)
