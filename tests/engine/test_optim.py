@@ -54,6 +54,43 @@ def test_differential_and_layerwise_learning_rates_on_bert():
     assert lrs == pytest.approx([2.5e-5, 5e-5, 1e-4, 1e-3])
 
 
+class Wrapped(torch.nn.Module):
+    """A LoRA-like wrapper: the pretrained layer kept as ``base_layer`` plus two new matrices."""
+
+    def __init__(self, base):
+        super().__init__()
+        self.base_layer = base
+        self.lora_A = torch.nn.Linear(base.in_features, 2, bias=False)
+        self.lora_B = torch.nn.Linear(2, base.out_features, bias=False)
+
+    def forward(self, x):
+        return self.base_layer(x) + self.lora_B(self.lora_A(x))
+
+
+def test_new_parameters_found_by_comparing_with_the_plain_architecture():
+    model = tiny_bert()
+    attn = model.bert.encoder.layer[1].attention.self
+    attn.query = Wrapped(attn.query)
+    for name, p in model.named_parameters():  # LoRA-like on block 1 + block 0 unfrozen (like `freeze`)
+        p.requires_grad = "lora_" in name or name.startswith(("classifier", "bert.encoder.layer.0."))
+    tc = TrainingConfig(lr=1e-3, backbone_lr=1e-5)
+    # `injected` deliberately names block 0 too: the architecture comparison must not call its weights new
+    plan = {p.name: p for p in plan_parameters(model, tc, ["classifier"],
+                                               ["bert.encoder.layer.1.attention.self.query", "bert.encoder.layer.0"])}
+    assert plan["bert.encoder.layer.1.attention.self.query.lora_A.weight"].lr == 1e-3
+    assert plan["bert.encoder.layer.0.attention.self.query.weight"].lr == 1e-5
+    assert plan["classifier.weight"].lr == 1e-3
+    assert "bert.encoder.layer.1.attention.self.query.base_layer.weight" not in plan  # frozen
+
+
+def test_the_methods_own_list_of_new_parameters_wins():
+    model = tiny_bert()
+    tc = TrainingConfig(lr=1e-3, backbone_lr=1e-5)
+    plan = {p.name: p for p in plan_parameters(model, tc, [], [], new_parameters=["bert.pooler.dense.weight"])}
+    assert plan["bert.pooler.dense.weight"].lr == 1e-3 and plan["bert.pooler.dense.bias"].lr == 1e-5
+    assert plan["classifier.weight"].lr == 1e-5  # not a head here, not listed
+
+
 def test_frozen_parameters_are_left_out_and_groups_cover_each_trainable_once():
     model = tiny_bert()
     for name, p in model.named_parameters():

@@ -6,14 +6,21 @@ Which trainable parameters are *new* (trained from scratch at ``training.lr``) a
 1. if the method's ``Applied`` handle has a ``new_parameters`` attribute (names of the parameters it
    created), those names are new; the method knows best;
 2. anything under a task head module (``job.head_modules``) is new;
-3. anything under a module the method injected (``applied.injected``) is new, except the injected
-   module's own ``weight``/``bias`` and its wrapped ``base_layer`` (those are the pretrained weights
-   a wrapper keeps, or a module the method merely unfroze);
-4. every other trainable parameter is pretrained.
+3. otherwise a parameter is pretrained when the model's own architecture has it: the model class is
+   instantiated from its config on the ``meta`` device (no memory, no weights) and its parameter names
+   are compared, ignoring the ``base_layer`` segment that wrapping methods insert. Names the plain
+   architecture lacks (LoRA matrices, bottleneck adapters, prefixes) are new;
+4. when the architecture cannot be rebuilt that way, anything under a module the method injected
+   (``applied.injected``) is new, except the injected module's own ``weight``/``bias`` and its wrapped
+   ``base_layer``; every other trainable parameter is pretrained.
+
+The rule is only consulted when the two rates differ (``backbone_lr`` or ``layer_decay`` set).
 
 Layer-wise decay (``layer_decay = d``): with ``L`` transformer blocks, a pretrained parameter in block
 ``i`` trains at ``backbone_lr * d ** (L - 1 - i)``, the embeddings at ``backbone_lr * d ** L`` (the
-lowest), and pretrained parameters above the blocks (final norm, pooler) at ``backbone_lr``.
+lowest), and pretrained parameters above the blocks (final norm, pooler) at ``backbone_lr``. Blocks and
+embeddings come from ``tunekit.arch`` for the families it knows, else from the usual names
+(``layer.3.``, ``layers.3.``, ``h.3.``; ``*embed*``, ``wte``, ``wpe``).
 
 Weight decay is not applied to biases and normalisation weights (1-D tensors).
 """
@@ -82,33 +89,81 @@ def is_new_parameter(name: str, head_modules: Sequence[str], injected: Sequence[
     return False
 
 
+def reference_parameter_names(model: nn.Module) -> set[str] | None:
+    """Parameter names of the model's plain architecture (built on the meta device), or None if it cannot be built."""
+    config = getattr(model, "config", None)
+    if config is None:
+        return None
+    try:
+        with torch.device("meta"):
+            reference = type(model)(config)
+    except Exception:  # not a plain config-constructible class (a wrapper model, remote code, ...)
+        return None
+    return {n for n, _ in reference.named_parameters()}
+
+
+def _structure(model: nn.Module) -> tuple[list[str], list[str]] | None:
+    """(block prefixes bottom first, embedding module prefixes) from ``tunekit.arch``, None for unknown families."""
+    from tunekit import arch
+
+    try:
+        return [name for name, _ in arch.blocks(model)], arch.embeddings(model)
+    except Exception:  # a family arch does not describe: fall back to the usual names
+        return None
+
+
 def plan_parameters(model: nn.Module, training: TrainingConfig, head_modules: Sequence[str] = (),
                     injected: Sequence[str] = (), new_parameters: Iterable[str] | None = None) -> list[ParamInfo]:
     """The learning rate and weight decay of every trainable parameter of ``model``."""
     all_names = [n for n, _ in model.named_parameters()]
-    n_blocks = count_blocks(all_names)
-    new_names = set(new_parameters) if new_parameters is not None else None
+    structure = _structure(model)
+    if structure is not None:
+        block_prefixes, embedding_prefixes = structure
+
+        def block(name: str) -> int | None:
+            return next((i for i, b in enumerate(block_prefixes) if _under(name, b)), None)
+
+        def is_embedding(name: str) -> bool:
+            return any(_under(name, e) for e in embedding_prefixes)
+
+        n_blocks = len(block_prefixes)
+    else:
+        block, n_blocks = block_of, count_blocks(all_names)
+
+        def is_embedding(name: str) -> bool:
+            return bool(_EMBEDDING.search(name))
+
     backbone_lr = training.lr if training.backbone_lr is None else training.backbone_lr
     decay = training.layer_decay
+    differential = backbone_lr != training.lr or decay is not None
+    new_names = set(new_parameters) if new_parameters is not None else None
+    reference = reference_parameter_names(model) if differential and new_names is None else None
     plan = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        new = is_new_parameter(name, head_modules, injected, new_names)
-        block = block_of(name)
-        embedding = block is None and bool(_EMBEDDING.search(name))
+        if not differential:
+            new = True
+        elif new_names is not None:
+            new = name in new_names or any(_under(name, h) for h in head_modules)
+        elif reference is None:
+            new = is_new_parameter(name, head_modules, injected)
+        else:
+            new = any(_under(name, h) for h in head_modules) or name.replace(".base_layer.", ".") not in reference
+        index = block(name)
+        embedding = index is None and is_embedding(name)
         if new:
             lr = training.lr
         elif decay is None or n_blocks == 0:
             lr = backbone_lr
-        elif block is not None:
-            lr = backbone_lr * decay ** (n_blocks - 1 - block)
+        elif index is not None:
+            lr = backbone_lr * decay ** (n_blocks - 1 - index)
         elif embedding:
             lr = backbone_lr * decay ** n_blocks
         else:
             lr = backbone_lr
         wd = 0.0 if param.ndim <= 1 else training.weight_decay
-        plan.append(ParamInfo(name, new, block, embedding, lr, wd))
+        plan.append(ParamInfo(name, new, index, embedding, lr, wd))
     return plan
 
 
