@@ -107,6 +107,7 @@ def test_example_plugin_loads_and_registers(index: int, monkeypatch: pytest.Monk
         return
     monkeypatch.setattr(plugins, "_current", plugins._current)
     monkeypatch.delenv("TUNEKIT_DISABLE_PLUGINS", raising=False)
+    monkeypatch.setenv("TUNEKIT_LOAD_PLUGINS", "")  # an installed copy of an example must not collide
     regs = plugins.reset(extra_plugins=[module])
     status = next(p for p in regs.plugins if p.name == module.__name__)
     assert status.state == "loaded", status.error
