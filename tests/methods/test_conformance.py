@@ -46,3 +46,15 @@ def test_conformance(label: str, model: str, tmp_path) -> None:
     check_frozen_after_step(method, options, factory)
     check_save_load(method, options, factory, tmp_path)
     check_merge(method, options, factory)
+
+
+@pytest.mark.parametrize("head", ["qa", "tokens"])
+@pytest.mark.parametrize("label", ["feature-extraction", "houlsby", "lora", "prefix-tuning"])
+def test_other_task_heads_stay_trainable_and_are_saved(label: str, head: str, tmp_path) -> None:
+    from tunekit.testing import tiny_bert
+
+    def factory():
+        return tiny_bert(head)
+
+    check_trainable_count(_name(label), METHODS[label], factory)
+    check_save_load(_name(label), METHODS[label], factory, tmp_path)

@@ -34,7 +34,7 @@ def tiny_bert(head: str = "cls", seed: int = 0, **overrides) -> nn.Module:
 
     config = BertConfig(**{"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
                            "intermediate_size": 48, "vocab_size": VOCAB, "max_position_embeddings": 64,
-                           "num_labels": 3, "pad_token_id": 0, **overrides})
+                           "num_labels": 2 if head == "qa" else 3, "pad_token_id": 0, **overrides})
     cls = {"cls": BertForSequenceClassification, "tokens": BertForTokenClassification, "qa": BertForQuestionAnswering}[head]
     return _seeded(lambda: cls(config), seed)
 
