@@ -118,3 +118,16 @@ def test_decoder_models_get_pad_token_and_pool_last_token(decoder_tokenizer, mod
         a = job._logits(model, {k: v for k, v in short.items() if k != "labels"})
         b = job._logits(model, {k: v for k, v in padded.items() if k != "labels"})
     assert torch.allclose(a[0], b[0], atol=1e-5)  # padding does not change the pooled token
+
+
+def test_eval_data_without_the_label_column(bert_tokenizer):
+    job = _task().prepare(_ctx(bert_tokenizer, _rows(TRAIN), _rows(TRAIN)))
+    with pytest.raises(DataError, match=r"no label column 'label' \(columns: sentence\)"):
+        job.encode(_rows([{"sentence": "x"}]))
+
+
+def test_text_pairs(bert_tokenizer):
+    rows = _rows([{"sentence1": f"good {i}", "sentence2": "bad", "label": i % 2} for i in range(6)])
+    job = _task().prepare(_ctx(bert_tokenizer, rows, rows))
+    assert job.pair_column == "sentence2"
+    assert 1 in job.train_dataset[0]["token_type_ids"]  # the second segment is marked

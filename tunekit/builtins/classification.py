@@ -80,14 +80,15 @@ class ClassificationJob:
 
     def encode(self, data: Any, with_labels: bool = True) -> list[dict[str, Any]]:
         """Tokenize raw rows (a ``datasets.Dataset``) into features; labels must be known names."""
-        text_col = self.text_column or rows.pick_column(data, None, TEXT_COLUMNS, "text", "data.text_column")
+        text_col = rows.pick_column(data, self.text_column, TEXT_COLUMNS, "text", "data.text_column")
         texts = _texts(data, text_col)
-        pairs = _texts(data, self.pair_column) if self.pair_column else None
+        pair_col = rows.pick_column(data, self.pair_column, (), "text pair", "data.text_pair_column", required=False)
+        pairs = _texts(data, pair_col) if pair_col else None
         enc = self.tokenizer(texts, pairs, truncation=True, max_length=self.options.max_length)
         keys = [k for k in enc.keys() if k in ("input_ids", "attention_mask", "token_type_ids")]
         features = [{k: enc[k][i] for k in keys} for i in range(len(texts))]
         if with_labels:
-            label_col = self.label_column or rows.pick_column(data, None, LABEL_COLUMNS, "label", "data.label_column")
+            label_col = rows.pick_column(data, self.label_column, LABEL_COLUMNS, "label", "data.label_column")
             for i, value in enumerate(data[label_col]):
                 key = _label_key(value)
                 if key is None:

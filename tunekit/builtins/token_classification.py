@@ -67,8 +67,8 @@ class TokenClassificationJob:
         return self.tokenizer(sentences, is_split_into_words=True, truncation=True, max_length=self.options.max_length)
 
     def encode(self, data: Any) -> list[dict[str, Any]]:
-        token_col = self.token_column or rows.pick_column(data, None, TOKEN_COLUMNS, "tokens", "data.text_column")
-        tag_col = self.tag_column or rows.pick_column(data, None, TAG_COLUMNS, "tags", "data.label_column")
+        token_col = rows.pick_column(data, self.token_column, TOKEN_COLUMNS, "tokens", "data.text_column")
+        tag_col = rows.pick_column(data, self.tag_column, TAG_COLUMNS, "tags", "data.label_column")
         sentences = [list(map(str, s)) for s in data[token_col]]
         tags = _tag_names(data, tag_col)
         enc = self._tokenize(sentences)

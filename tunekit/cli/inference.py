@@ -101,6 +101,19 @@ def _prediction_inputs(job: Any, loaded: Any, data_path: str | None, texts: tupl
     return list(texts)
 
 
+SHOWN_FIELDS = ("id", "question", "text", "sentence", "prompt", "instruction", "tokens")
+
+
+def _shown_input(item: Any) -> Any:
+    """What a prediction line repeats of its input: texts whole, records by their short identifying fields."""
+    if isinstance(item, tuple):
+        return {"question": item[0]}
+    if isinstance(item, dict):
+        shown = {k: item[k] for k in SHOWN_FIELDS if k in item}
+        return shown or item
+    return item
+
+
 @cli.command("predict")
 @RUN_OPTION
 @click.option("--data", "data_path", default=None, help="File (or dataset name) whose rows to predict.")
@@ -118,7 +131,7 @@ def predict_command(run_dir: str, data_path: str | None, context: str | None, ou
         predictions = loaded.job.predict(loaded.model, inputs)
     lines = []
     for item, pred in zip(inputs, predictions, strict=True):
-        record = {"input": item if not isinstance(item, tuple) else {"question": item[0]}}
+        record = {"input": _shown_input(item)}
         record.update(pred if isinstance(pred, dict) else {"output": pred})
         lines.append(json.dumps(record, ensure_ascii=False, default=_json_default))
     if output:
