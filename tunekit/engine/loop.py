@@ -36,6 +36,7 @@ from tunekit.config import TrainingConfig
 from tunekit.engine import checkpoint as ckpt
 from tunekit.engine.batching import BatchPlan, lengths_of
 from tunekit.engine.events import Listeners
+from tunekit.engine.frozen_cache import build_frozen_cache
 from tunekit.engine.metrics_log import MetricsLog
 from tunekit.engine.optim import build_optimizer, build_scheduler, plan_parameters
 from tunekit.errors import CheckpointError, ConfigError, DataError, TrainingInterrupted, UsageError
@@ -225,6 +226,12 @@ class _Trainer:
         self.model_for_loss: Any = self.raw if wrapped is self.raw else _ModelView(wrapped, self.raw)
         self.wrapped = wrapped
 
+        self.cache = None
+        if cfg.cache_frozen:
+            self.cache = build_frozen_cache(self.raw, train_data, self.job.collate,
+                                            list(getattr(self.job, "head_modules", []) or []), cfg.batch_size,
+                                            self.device, self._autocast)
+
         self.metric_name = cfg.metric_for_best or getattr(self.job, "metric_for_best", None)
         self.greater = _metric_sense(self.metric_name, self.job) if self.metric_name else True
         self.best_value: float | None = None
@@ -309,6 +316,7 @@ class _Trainer:
         if self.main:
             self.metrics.plot()
         self.events.emit("on_train_end", result)
+        self.cache = None
         # Drop the DDP wrapper and optimiser (accelerator.free_memory would also run a slow gc.collect()).
         self.wrapped = self.model_for_loss = self.optimizer = self.scheduler = None
         return result
@@ -344,8 +352,9 @@ class _Trainer:
                     window_tokens += count_tokens(batch)
                     sync = k == len(group) - 1
                     no_sync = self.world > 1 and not sync
+                    replay = self.cache.replay(indices, batch) if self.cache else contextlib.nullcontext()
                     with self.acc.no_sync(self.wrapped) if no_sync else contextlib.nullcontext():
-                        with self._autocast():
+                        with replay, self._autocast():
                             loss = self.job.loss(self.model_for_loss, batch)
                         (loss / len(group)).backward()
                     step_loss += float(loss.detach()) / len(group)
