@@ -370,14 +370,23 @@ def _result_fields(result: Any) -> dict[str, Any]:
     return fields
 
 
-def load_run(folder: str | os.PathLike, *, quantize: str | None = None) -> LoadedRun:
-    """Load a finished run folder: the base model with the task head and the trained method weights."""
+def load_run(folder: str | os.PathLike, *, quantize: str | None = None, trust_remote_code: bool = False) -> LoadedRun:
+    """Load a finished run folder: the base model with the task head and the trained method weights.
+
+    A run folder may come from someone else, so its config.yaml cannot switch on ``trust_remote_code``:
+    a run trained with it loads only when the caller passes ``trust_remote_code=True`` too.
+    """
     out = Path(folder)
     if not (out / "config.yaml").is_file():
         raise UsageError(f"{str(out)!r} is not a tunekit run folder (no config.yaml); pass the folder `tunekit run` wrote.")
     if not (out / ADAPTER_DIR).is_dir():
         raise CheckpointError(f"run folder {str(out)!r} has no trained weights ({ADAPTER_DIR}/); the run did not finish — resume it with --resume.")
     cfg = config_mod.from_dict(config_mod.read_yaml(out / "config.yaml"))
+    if cfg.model.trust_remote_code and not trust_remote_code:
+        raise UsageError(
+            f"run folder {str(out)!r} was trained with model.trust_remote_code, so loading it runs the model's own "
+            "Python code; pass trust_remote_code=True to tunekit.load_run only if you trust that code."
+        )
     if quantize is not None:
         cfg.model.quantize = quantize or None
     regs = registries()
@@ -386,8 +395,17 @@ def load_run(folder: str | os.PathLike, *, quantize: str | None = None) -> Loade
     from transformers import AutoTokenizer
 
     task_options = opts.build(task.options_class, cfg.task_options, where="task")
+    if not (out / TOKENIZER_DIR / "tokenizer_config.json").is_file():
+        raise CheckpointError(f"run folder {str(out)!r} has no {TOKENIZER_DIR}/ folder; the run folder is incomplete, "
+                              "train the run again.")
     tokenizer = AutoTokenizer.from_pretrained(out / TOKENIZER_DIR)
-    job = task.restore(TaskContext(tokenizer, task_options, cfg.data, None, None, cfg.training.seed), out)
+    try:
+        job = task.restore(TaskContext(tokenizer, task_options, cfg.data, None, None, cfg.training.seed), out)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a task.json edited or from elsewhere
+        raise CheckpointError(
+            f"run folder {str(out)!r} has a task state the {cfg.task_name} task cannot use "
+            f"({type(exc).__name__}: {exc}); train the run again."
+        ) from None
     source = _source(cfg)
     skip = [*job.head_modules, *_float_modules(cfg, method, make_options(method, cfg.method_options), source)]
     load_kwargs = {**source.load_kwargs, **_quantizer_kwargs(cfg, method, skip)}
