@@ -212,6 +212,8 @@ def build_frozen_cache(model: nn.Module, dataset: Sequence[Any], collate: Callab
     cache = FrozenCache(model, k, [s for s in states if s is not None])
     if len(cache.states) != len(dataset):
         return None
-    log.info("cached the frozen embeddings and blocks 0-%d for %d examples (%.1f MB); training runs blocks %d-%d",
-             k - 1, len(dataset), cache.megabytes, k, len(arch.blocks(model)) - 1)
+    n_blocks = len(arch.blocks(model))
+    top = f"blocks {k}-{n_blocks - 1} and the head" if k < n_blocks else "only the layers above the blocks"
+    log.info("cached the frozen embeddings and blocks 0-%d for %d examples (%.1f MB); training runs %s",
+             k - 1, len(dataset), cache.megabytes, top)
     return cache
