@@ -56,11 +56,13 @@ class DataConfig:
 
 @dataclass
 class TrainingConfig:
-    epochs: float = option(1.0, "Passes over the training data.")
+    epochs: float = option(3.0, "Passes over the training data.")
     max_steps: int | None = option(None, "Stop after this many optimiser steps (overrides epochs).")
     batch_size: int = option(16, "Examples per batch (per process).")
     grad_accum: int = option(1, "Batches accumulated per optimiser step.")
-    lr: float = option(2e-4, "Learning rate of the new parameters (head, adapters) and, unless `backbone_lr` is set, of all.")
+    lr: float | None = option(
+        None, "Learning rate of the new parameters (head, adapters) and, unless `backbone_lr` is set, of all; "
+        "default: the method's suggested rate (`tunekit methods -v`).")
     backbone_lr: float | None = option(None, "Learning rate of pretrained weights that train; default `lr`.")
     layer_decay: float | None = option(None, "Layer-wise learning-rate decay factor per block below the top (e.g. 0.9).")
     weight_decay: float = option(0.0, "AdamW weight decay.")
@@ -87,7 +89,7 @@ class TrainingConfig:
         check(self.max_steps is None or self.max_steps > 0, f"training.max_steps must be positive, not {self.max_steps}.")
         check(self.batch_size > 0, f"training.batch_size must be positive, not {self.batch_size}.")
         check(self.grad_accum > 0, f"training.grad_accum must be positive, not {self.grad_accum}.")
-        check(self.lr > 0, f"training.lr must be positive, not {self.lr}.")
+        check(self.lr is None or self.lr > 0, f"training.lr must be positive, not {self.lr}.")
         check(self.backbone_lr is None or self.backbone_lr >= 0, "training.backbone_lr must not be negative.")
         check(self.layer_decay is None or 0 < self.layer_decay <= 1, "training.layer_decay must be in (0, 1].")
         check(0 <= self.warmup_ratio < 1, f"training.warmup_ratio must be in [0, 1), not {self.warmup_ratio}.")

@@ -38,6 +38,7 @@ log = logging.getLogger("tunekit.run")
 
 ADAPTER_DIR = "adapter"
 HELDOUT_FILE = "heldout.jsonl"
+DEFAULT_LR = 2e-4  # for a method that suggests no learning rate of its own
 TOKENIZER_DIR = "tokenizer"
 
 
@@ -142,6 +143,13 @@ def _check_output_dir(out: Path, cfg: RunConfig) -> None:
             )
 
 
+def resolve_defaults(cfg: RunConfig) -> None:
+    """Fill settings whose default depends on the chosen plugins (``training.lr`` from the method)."""
+    if cfg.training.lr is None:
+        method = registries().methods.get(cfg.method_name)
+        cfg.training.lr = float(getattr(method, "default_lr", DEFAULT_LR))
+
+
 def _load_tokenizer(source: ResolvedModel, cfg: RunConfig) -> Any:
     from transformers import AutoTokenizer
 
@@ -198,6 +206,7 @@ def prepare(cfg: RunConfig, before_method: Callable[[Any, Any], None] | None = N
     task = regs.tasks.get(cfg.task_name)
     method = regs.methods.get(cfg.method_name)
     method_options = make_options(method, cfg.method_options)
+    resolve_defaults(cfg)
     task_options = opts.build(task.options_class, cfg.task_options, where="task")
     if cfg.model.quantize:
         regs.quantizers.get(cfg.model.quantize)
@@ -238,6 +247,7 @@ def run(config: RunConfig | Mapping[str, Any] | str | os.PathLike, listeners: Se
     cfg = as_config(config)
     out = Path(cfg.output.dir) if cfg.output.dir else default_output_dir(cfg)
     cfg.output.dir = str(out)
+    resolve_defaults(cfg)
     _check_output_dir(out, cfg)
     heldout = _heldout_rows(cfg)
     base_answers: list[str] = []

@@ -24,6 +24,7 @@ class FeatureExtraction:
     identity_at_init = True
     supports_merge = False
     trains_base_weights = False
+    default_lr = 1e-3  # the learning rate used when training.lr is not set
 
     def apply(self, model: nn.Module, options: Any, keep_trainable: Sequence[str] = ()) -> AppliedMethod:
         keep = resolve_modules(model, keep_trainable)

@@ -47,7 +47,8 @@ def methods(verbose: bool) -> None:
             cls = getattr(entry.obj, "options_class", None)
             if cls is None:
                 continue
-            console.print(f"\n[bold]{entry.name}[/]")
+            lr = getattr(entry.obj, "default_lr", None)
+            console.print(f"\n[bold]{entry.name}[/]" + (f"  (default training.lr {lr:g})" if lr else ""))
             for name, default, help_text in opts.describe(cls):
                 console.print(f"  --set method.{name}=...  (default {default})  {help_text}", highlight=False)
 

@@ -574,6 +574,8 @@ def train(model: nn.Module, job: Any, training: TrainingConfig, out_dir: str | P
     instead of refusing to reuse the folder. Ctrl-C writes a checkpoint and raises TrainingInterrupted.
     """
     listeners = list(listeners)
+    if training.lr is None:
+        raise ConfigError("training.lr is not set; give a learning rate (the runner fills in the method's default).")
     trainer = _Trainer(model, job, training, Path(out_dir), applied, listeners, config_fingerprint, overwrite)
     try:
         return trainer.run()

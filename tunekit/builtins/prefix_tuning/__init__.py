@@ -105,6 +105,7 @@ class PrefixTuning:
     identity_at_init = False  # prefixes change the attention from the first step
     supports_merge = False
     trains_base_weights = False
+    default_lr = 1e-2  # the learning rate used when training.lr is not set
 
     def apply(self, model: nn.Module, options: Any, keep_trainable: Sequence[str] = ()) -> AppliedPrefix:
         info = archmod.arch_info(model)  # MethodError for architectures without known attention layout
