@@ -70,9 +70,12 @@ class ProgressListener:
         for col in ("question", "base model", "tuned model", "expected"):
             table.add_column(col, overflow="fold")
         mark = {True: "[green]✓[/] ", False: "[red]✗[/] "}
+        def clip(text: str, limit: int = 160) -> str:
+            return text if len(text) <= limit else text[:limit].rstrip() + " …"
+
         for r in records[:shown]:
-            table.add_row(r["prompt"], mark[r["base_correct"]] + r["base_answer"],
-                          mark[r["tuned_correct"]] + r["tuned_answer"], r["expected"])
+            table.add_row(r["prompt"], mark[r["base_correct"]] + clip(r["base_answer"]),
+                          mark[r["tuned_correct"]] + clip(r["tuned_answer"]), r["expected"])
         console.print(table)
         console.print(
             f"held-out accuracy: base {summary['base_heldout_accuracy']:.1%} -> tuned "
