@@ -9,6 +9,7 @@ all), and always learns the end marker so the tuned model stops. Metrics: ``eval
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from dataclasses import dataclass
@@ -147,11 +148,24 @@ class CausalLMJob:
         return model
 
     def _token_losses(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed cross-entropy over learned tokens, and how many there were (next-token shift applied)."""
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        logits = logits[:, :-1].float()
-        target = batch["labels"][:, 1:]
-        total = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),
+        """Summed cross-entropy over learned tokens, and how many there were (next-token shift applied).
+
+        Vocabulary logits dominate memory (batch x length x vocab floats), so only the positions from
+        the first learned token on are projected (``logits_to_keep``) when the model supports it, and
+        the labels are shifted instead of the logits (no copy of the logits).
+        """
+        input_ids, labels = batch["input_ids"], batch["labels"]
+        length = input_ids.shape[1]
+        target = torch.full_like(labels, -100)
+        target[:, :-1] = labels[:, 1:]
+        learned = (target != -100).any(0).nonzero()
+        first = int(learned[0]) if len(learned) else length - 1
+        kwargs: dict[str, Any] = {}
+        if first > 0 and _accepts(model, "logits_to_keep"):
+            kwargs["logits_to_keep"] = length - first
+        logits = model(input_ids=input_ids, attention_mask=batch["attention_mask"], **kwargs).logits
+        target = target[:, length - logits.shape[1]:]
+        total = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1),
                                 ignore_index=-100, reduction="sum")
         return total, (target != -100).sum()
 
@@ -240,6 +254,13 @@ class CausalLMJob:
             "response_column": self.response_column,
             "stop_token_ids": self.stop_ids,
         })
+
+
+def _accepts(model: nn.Module, name: str) -> bool:
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _until_last_user(conv: list[dict[str, str]]) -> list[dict[str, str]]:
