@@ -84,6 +84,7 @@ def forward_setup(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
 
 
 SETUPS = {"forward": forward_setup}
+VARIANTS = ("base", "tunekit-unmerged", "tunekit-merged", "tunekit-unloaded", "peft-unmerged", "peft-merged")
 
 
 def run(quick: bool = False) -> Report:
@@ -99,7 +100,16 @@ def run(quick: bool = False) -> Report:
         report.notes.append(f"skipped: {exc}")
         return report
     result = run_setup(SCRIPT, "forward", params, label="forward timings")
-    report.setups = [result]
+    report.setups = [result] if "error" in result else [
+        {"setup": name, "forward_seconds": result[f"{name}_seconds"],
+         **({"peak_rss_mb": result["peak_rss_mb"]} if name == "base" else {})}
+        for name in VARIANTS]
+    if "error" not in result:
+        report.notes.append(
+            f"max |logits| difference: tunekit merged vs unmerged {result['tunekit_merged_vs_unmerged_max_abs_diff']:.2e}, "
+            f"tunekit vs PEFT unmerged {result['tunekit_vs_peft_unmerged_max_abs_diff']:.2e}; the random LoRA weights "
+            f"move the logits by up to {result['lora_changes_output']:.2e} (peak RSS is the one process holding all "
+            "six models)")
     base = value(result, "base_seconds")
     report.checks.append(Check.ratio_at_most("inference", "tunekit merged LoRA / base forward",
                                              value(result, "tunekit-merged_seconds"), base, 1.02,
