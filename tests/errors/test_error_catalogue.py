@@ -139,3 +139,10 @@ def test_an_unexpected_exception_still_ends_in_one_line(cli, monkeypatch, data, 
     assert "unexpected ZeroDivisionError" in line and "--debug" in line
     assert "[bold]markup[/bold]" in line  # user text is never read as rich markup
     assert not (tmp_path / "out").exists()
+
+
+def test_a_message_quoting_a_newline_stays_on_one_line(cli, tmp_path):
+    result = cli("run", "--set", "method.r\n--set", "--output", str(tmp_path / "out"))
+    assert result.code == 2
+    assert len(result.error_lines) == 1 and "write it as KEY=VALUE" in result.error_lines[0]
+    assert [line for line in result.stderr.splitlines() if line.strip()] == result.error_lines

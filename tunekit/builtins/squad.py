@@ -37,6 +37,15 @@ def _looks_like_squad(tree: Any) -> bool:
     )
 
 
+def _objects(value: Any, path: str, what: str) -> list[dict[str, Any]]:
+    """``value`` as a list of JSON objects (absent means empty), or DataError naming ``what``."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise DataError(f"data file {path!r}: {what} must be a list of JSON objects; fix that part of the file.")
+    return value
+
+
 class SquadFormat:
     """SQuAD-style JSON for extractive question answering."""
 
@@ -68,27 +77,29 @@ class SquadFormat:
                 "convert it, or give question/context/answers records as json/jsonl."
             )
         out = []
-        for a, article in enumerate(tree["data"]):
+        for a, article in enumerate(_objects(tree["data"], path, "the \"data\" list")):
             title = article.get("title", "")
-            for p, para in enumerate(article.get("paragraphs") or []):
+            for p, para in enumerate(_objects(article.get("paragraphs"), path, f"article {a + 1}'s paragraphs")):
                 context = para.get("context")
                 if not isinstance(context, str):
                     raise DataError(
                         f"data file {path!r}: article {a + 1}, paragraph {p + 1} has no context text; fix that paragraph."
                     )
-                for q, qa in enumerate(para.get("qas") or []):
+                for q, qa in enumerate(_objects(para.get("qas"), path, f"article {a + 1}, paragraph {p + 1}'s qas")):
                     where = f"article {a + 1}, paragraph {p + 1}, question {q + 1}"
                     question = qa.get("question")
                     if not isinstance(question, str):
                         raise DataError(f"data file {path!r}: {where} has no question text; fix it.")
                     impossible = bool(qa.get("is_impossible", False))
-                    answers = [] if impossible else list(qa.get("answers") or [])
+                    answers = [] if impossible else _objects(qa.get("answers"), path, f"{where}'s answers")
                     texts, starts = [], []
                     for ans in answers:
-                        if not isinstance(ans, dict) or "text" not in ans or "answer_start" not in ans:
-                            raise DataError(f"data file {path!r}: {where} has an answer without text and answer_start.")
-                        texts.append(str(ans["text"]))
-                        starts.append(int(ans["answer_start"]))
+                        start = ans.get("answer_start")
+                        if not isinstance(ans.get("text"), str) or not isinstance(start, int) or isinstance(start, bool):
+                            raise DataError(f"data file {path!r}: {where} has an answer without a text string and a "
+                                            "whole-number answer_start; fix that answer.")
+                        texts.append(ans["text"])
+                        starts.append(start)
                     out.append({
                         "id": str(qa.get("id", f"{a}-{p}-{q}")),
                         "title": str(title),
@@ -108,7 +119,10 @@ class SquadFormat:
                         "answer_start": datasets.Sequence(datasets.Value("int64"))},
             "is_impossible": datasets.Value("bool"),
         })
-        return datasets.Dataset.from_list(out, features=features)
+        try:
+            return datasets.Dataset.from_list(out, features=features)
+        except OverflowError:
+            raise DataError(f"data file {path!r} has an answer_start too large for a 64-bit number; fix it.") from None
 
 
 @hookimpl

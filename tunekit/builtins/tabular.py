@@ -34,13 +34,21 @@ def _to_dataset(records: list[dict[str, Any]] | None, path: str, columns: dict[s
 
     try:
         if columns is not None:
-            return datasets.Dataset.from_dict(columns)
-        return datasets.Dataset.from_list(records or [])
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+            table = datasets.Dataset.from_dict(columns)
+        else:
+            table = datasets.Dataset.from_list(records or [])
+    except OverflowError:
+        raise DataError(f"data file {path!r} holds a whole number too large for a 64-bit column; "
+                        "write it as a string or a smaller number.") from None
+    except (pa.ArrowException, TypeError, ValueError) as exc:
         raise DataError(
-            f"data file {path!r} has records whose fields change type from row to row ({exc}); "
+            f"data file {path!r} has records whose fields change type from row to row ({_short(exc)}); "
             "make each column hold one kind of value."
         ) from None
+    if not table.column_names or len(table) == 0:
+        raise DataError(f"data file {path!r} has records without any field; give every record its fields "
+                        "(e.g. text and label).")
+    return table
 
 
 def _header_flag(data: Any) -> bool:

@@ -78,15 +78,20 @@ def _load_commands() -> None:
                 )
 
 
+def _one_line(exc: BaseException) -> str:
+    """The message on one line, even when it quotes user input holding newlines."""
+    return " ".join(str(exc).split())
+
+
 def report_error(exc: BaseException, debug: bool) -> int:
     """Print one line for ``exc`` on stderr (a traceback too with --debug) and return the exit code."""
     if debug:
         err_console.print_exception()
     if isinstance(exc, TunekitError):
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(_one_line(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
     err_console.print(
-        f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} (rerun with --debug for the traceback, "
+        f"[bold red]error:[/] unexpected {type(exc).__name__}: {escape(_one_line(exc))} (rerun with --debug for the traceback, "
         "and please report it).",
         highlight=False, soft_wrap=True,
     )
