@@ -40,7 +40,10 @@ class TaskContext:
 @runtime_checkable
 class TaskJob(Protocol):
     head_modules: list[str]
-    """Module names created fresh for this task (the head); they stay trainable and are saved with the method."""
+    """Module names created fresh for this task (the head); they stay trainable and are saved with the method.
+
+    Before ``build_model`` this may be a guess (names a quantizer must skip); after it, the exact list.
+    """
 
     metric_for_best: str
     """The metric key (e.g. ``eval_accuracy``) used to keep the best checkpoint; ``greater_is_better`` says its sense."""
@@ -52,6 +55,12 @@ class TaskJob(Protocol):
 
     def build_model(self, source: ResolvedModel, load_kwargs: dict[str, Any]) -> nn.Module:
         """Load the pretrained model with this task's head (``load_kwargs`` come from a quantizer, may be empty)."""
+
+    def encode(self, rows: Any) -> Any:
+        """Tokenize raw rows (a ``datasets.Dataset`` from a reader) into features like ``eval_dataset``.
+
+        ``tunekit eval`` sets ``job.eval_dataset = job.encode(rows)`` on a restored job, then evaluates.
+        """
 
     def collate(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Batch features with dynamic padding."""
