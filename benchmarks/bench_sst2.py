@@ -134,27 +134,28 @@ def run(quick: bool = False, only: set[str] | None = None) -> Report:
         return report
     base = {**params, "model": model}
     results: dict[str, dict[str, Any]] = {}
-    for label in ("peft-lora", "hf-full", "hf-frozen"):
-        if only is None or label in only:
-            results[label] = run_setup(SCRIPT, "hf", {**base, "kind": label, "lr": PEER_LR[label]}, label=label)
     adapters_python, why = peer_envs.adapters_python()
-    for label, config in ADAPTER_CONFIGS.items():
-        if only is not None and label not in only:
-            continue
-        if adapters_python is None:
-            results[label] = {"setup": label, "error": f"AdapterHub adapters unavailable: {why}"}
-            continue
-        results[label] = run_setup(SCRIPT, "adapters", {**base, "adapter_config": config, "lr": PEER_LR[label]},
-                                   python=adapters_python, label=label)
-    if adapters_python is not None:
-        report.notes.append(f"AdapterHub `adapters` ran in its own venv ({why}).")
-    for method, options, lr, label, _peer in TUNEKIT_SETUPS:
+    report.notes.append(f"AdapterHub `adapters`: {why}" if adapters_python is None
+                        else f"AdapterHub `adapters` ran in its own venv ({why}).")
+    # Each tunekit setup runs right after the peer setup it is compared with, so load drift hits both alike.
+    for method, options, lr, label, peer in TUNEKIT_SETUPS:
+        if peer is not None and (only is None or peer in only):
+            results[peer] = run_peer(peer, base, adapters_python, why)
         if only is None or label in only:
             results[label] = run_setup(SCRIPT, "tunekit", {**base, "method": method, "options": options, "lr": lr},
                                        label=label)
     report.setups = list(results.values())
     add_checks(report, results)
     return report
+
+
+def run_peer(label: str, base: dict[str, Any], adapters_python: str | None, why: str) -> dict[str, Any]:
+    if label in ADAPTER_CONFIGS:
+        if adapters_python is None:
+            return {"setup": label, "error": f"AdapterHub adapters unavailable: {why}"}
+        return run_setup(SCRIPT, "adapters", {**base, "adapter_config": ADAPTER_CONFIGS[label], "lr": PEER_LR[label]},
+                         python=adapters_python, label=label)
+    return run_setup(SCRIPT, "hf", {**base, "kind": label, "lr": PEER_LR[label]}, label=label)
 
 
 def add_checks(report: Report, results: dict[str, dict[str, Any]]) -> None:
