@@ -15,6 +15,7 @@ Run folder layout::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -23,7 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from tunekit import config as config_mod
 from tunekit import options as opts
@@ -150,6 +151,24 @@ def resolve_defaults(cfg: RunConfig) -> None:
         cfg.training.lr = float(getattr(method, "default_lr", DEFAULT_LR))
 
 
+@contextlib.contextmanager
+def _model_files(cfg: RunConfig, what: str) -> Iterator[None]:
+    """Turn transformers' OSError / ValueError for a model that cannot be opened into one UsageError.
+
+    (transformers raises these for a folder without weights or tokenizer files, a config.json that is
+    not JSON, an unknown model type, or a hub id it cannot reach.)
+    """
+    try:
+        yield
+    except (OSError, ValueError) as exc:
+        detail = " ".join(str(exc).split())
+        detail = detail if len(detail) <= 240 else detail[:237] + "..."
+        raise UsageError(
+            f"cannot load the {what} of model {cfg.model.name!r} ({detail}); point --model at a complete "
+            "Hugging Face model folder (config.json, weights, tokenizer files) or an alias from `tunekit models`."
+        ) from None
+
+
 def _load_tokenizer(source: ResolvedModel, cfg: RunConfig) -> Any:
     from transformers import AutoTokenizer
 
@@ -220,11 +239,13 @@ def prepare(cfg: RunConfig, before_method: Callable[[Any, Any], None] | None = N
     train_rows = read_dataset(cfg.data.train, cfg.data)
     val_rows = read_dataset(cfg.data.validation, cfg.data) if cfg.data.validation else None
     source = _source(cfg)
-    tokenizer = _load_tokenizer(source, cfg)
+    with _model_files(cfg, "tokenizer"):
+        tokenizer = _load_tokenizer(source, cfg)
     job = task.prepare(TaskContext(tokenizer, task_options, cfg.data, train_rows, val_rows, cfg.training.seed))
-    skip = [*job.head_modules, *_float_modules(cfg, method, method_options, source)]
-    load_kwargs = {**source.load_kwargs, **_quantizer_kwargs(cfg, method, skip)}
-    model = job.build_model(source, load_kwargs)
+    with _model_files(cfg, "weights"):
+        skip = [*job.head_modules, *_float_modules(cfg, method, method_options, source)]
+        load_kwargs = {**source.load_kwargs, **_quantizer_kwargs(cfg, method, skip)}
+        model = job.build_model(source, load_kwargs)
     if before_method is not None:
         before_method(job, model)
     applied = method.apply(model, method_options, list(job.head_modules))
@@ -417,9 +438,10 @@ def load_run(folder: str | os.PathLike, *, quantize: str | None = None, trust_re
             f"({type(exc).__name__}: {exc}); train the run again."
         ) from None
     source = _source(cfg)
-    skip = [*job.head_modules, *_float_modules(cfg, method, make_options(method, cfg.method_options), source)]
-    load_kwargs = {**source.load_kwargs, **_quantizer_kwargs(cfg, method, skip)}
-    model = job.build_model(source, load_kwargs)
+    with _model_files(cfg, "weights"):
+        skip = [*job.head_modules, *_float_modules(cfg, method, make_options(method, cfg.method_options), source)]
+        load_kwargs = {**source.load_kwargs, **_quantizer_kwargs(cfg, method, skip)}
+        model = job.build_model(source, load_kwargs)
     applied = method.load(model, out / ADAPTER_DIR)
     model.eval()
     return LoadedRun(model, tokenizer, job, cfg, applied, out)

@@ -5,6 +5,7 @@ flag, through ``tunekit.run``); ``docs/troubleshooting.md`` is generated from th
 (``python -m tests.errors.catalogue``), and a test keeps the two identical.
 
 Placeholders in ``args``: ``{bert}``, ``{gpt2}``, ``{llama}``, ``{distilbert}`` (tiny model folders),
+``{noweights}``, ``{badconfig}`` (broken model folders),
 ``{data}`` (the folder of test files), ``{out}`` (the output folder of the case).
 """
 
@@ -128,6 +129,12 @@ CASES: list[Case] = [
     Case("model-folder-without-config", NAMES, "`--model` is a folder without config.json",
          ("run", "--task", "sequence-classification", "--model", "{data}", *TRAIN), 2, "has no config.json",
          "Point `--model` at a Hugging Face model folder.", UsageError),
+    Case("model-folder-without-weights", NAMES, "`--model` is a folder without weights",
+         ("run", "--task", "sequence-classification", "--model", "{noweights}", *TRAIN), 2, "cannot load the weights",
+         "Point `--model` at a complete model folder (config.json, model.safetensors, tokenizer files).", UsageError),
+    Case("model-config-not-json", NAMES, "The model folder's config.json is not valid JSON",
+         ("run", "--task", "sequence-classification", "--model", "{badconfig}", *TRAIN), 2, "cannot load the",
+         "Repair or re-download the model folder.", UsageError),
     Case("unknown-format", NAMES, "A misspelt dataset format", seqcls(*TRAIN, "--set", "data.format=cvs"), 2,
          "did you mean 'csv'", "Use a format listed by `tunekit datasets`, or leave `data.format` out to pick by extension.",
          UnknownNameError),
@@ -199,6 +206,9 @@ CASES: list[Case] = [
          "no readable trainable.safetensors",
          "Delete the damaged `checkpoints/step-N` folder; `--resume` then continues from the one before.",
          CheckpointError, setup="corrupt"),
+    Case("predict-output-missing-folder", OUTPUT, "`tunekit predict --output` in a folder that does not exist",
+         ("predict", "--run", "{out}", "--output", "{data}/a_file/predictions.jsonl", "the good movie"), 2,
+         "cannot write predictions", "Choose an `--output` file in an existing folder.", setup="finished"),
     # ---- configuration
     Case("yaml-syntax", CONFIG, "A config file that is not valid YAML", ("run", "--config", "{data}/bad_syntax.yaml"),
          2, "is not valid YAML at line", "Fix the YAML syntax at the line named.", ConfigError),

@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def _tokenizer(decoder: bool):
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory) -> dict[str, Path]:
-    """Folders of tiny random models with their tokenizer: bert, gpt2, llama (GQA) and distilbert."""
+    """Folders of tiny random models with their tokenizer (bert, gpt2, llama with GQA, distilbert) and two broken ones."""
     import torch
     from transformers import (
         BertConfig,
@@ -79,6 +80,12 @@ def models(tmp_path_factory) -> dict[str, Path]:
         model.save_pretrained(folder)
         _tokenizer(name in ("gpt2", "llama")).save_pretrained(folder)
         out[name] = folder
+    # Broken model folders: the tokenizer and config but no weights; a config.json that is not JSON.
+    out["noweights"] = root / "noweights"
+    shutil.copytree(out["bert"], out["noweights"], ignore=shutil.ignore_patterns("*.safetensors"))
+    out["badconfig"] = root / "badconfig"
+    shutil.copytree(out["bert"], out["badconfig"])
+    (out["badconfig"] / "config.json").write_text('{"model_type": "bert", "hidden_size": ', encoding="utf-8")
     return out
 
 

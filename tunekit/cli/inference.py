@@ -125,6 +125,8 @@ def _shown_input(item: Any) -> Any:
 def predict_command(run_dir: str, data_path: str | None, context: str | None, output: str | None,
                     quantize: str | None, texts: tuple[str, ...]) -> None:
     """Predict with a trained run: one JSON line per input (texts, or the rows of --data)."""
+    if output and not Path(output).resolve().parent.is_dir():
+        raise UsageError(f"cannot write predictions to {output!r}: its folder does not exist; choose another --output.")
     loaded = _load(run_dir, quantize)
     inputs = _prediction_inputs(loaded.job, loaded, data_path, texts, context)
     with console.status(f"predicting {len(inputs)} inputs ..."):
@@ -135,7 +137,10 @@ def predict_command(run_dir: str, data_path: str | None, context: str | None, ou
         record.update(pred if isinstance(pred, dict) else {"output": pred})
         lines.append(json.dumps(record, ensure_ascii=False, default=_json_default))
     if output:
-        Path(output).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        try:
+            Path(output).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write predictions to {output!r} ({exc.strerror}); choose another --output.") from None
         console.print(f"wrote {len(lines)} predictions to {output}", highlight=False)
     else:
         for line in lines:
