@@ -171,6 +171,13 @@ CASES: list[Case] = [
          "Give a positive number of epochs (fractions such as 0.5 work).", ConfigError),
     Case("epochs-text", OPTIONS, "`--epochs` that is not a number", ("run", *TRAIN, "--epochs", "three"), 2,
          "invalid value for '--epochs'", "Write a number: `--epochs 3`.", subprocess=True),
+    Case("metric-for-best-unknown", OPTIONS, "`training.metric_for_best` names a metric the task does not report "
+         "(found at the first evaluation, after the run folder was made: it is removed again)",
+         seqcls(*TRAIN, "--set", "training.metric_for_best=eval_bogus", "--eval-steps", "1"), 2,
+         "is not among the evaluation metrics", "Use one of the metrics the message lists.", ConfigError),
+    Case("heldout-not-prompts", DATA, "`data.heldout` is a file without prompt/keywords records",
+         seqcls(*TRAIN, "--set", "data.heldout={data}/train.csv"), 2, "needs a `prompt` string",
+         "Give a JSON-lines file of {prompt, response, keywords} records.", DataError),
     Case("batch-size-zero", OPTIONS, "A batch size of zero", seqcls(*TRAIN, "--set", "training.batch_size=0"), 2,
          "training.batch_size must be positive", "Give a batch size of 1 or more.", ConfigError),
     Case("target-modules-none", OPTIONS, "LoRA target modules that match no layer (BERT names on Llama)",
