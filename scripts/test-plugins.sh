@@ -3,6 +3,7 @@
 #
 #   scripts/test-plugins.sh                 # uses .venv/bin/python
 #   PYTHON=/path/to/python scripts/test-plugins.sh [plugins/tunekit-ia3 ...]
+#   FAST=1 scripts/test-plugins.sh         # skip the plugins' slow (real-model) tests
 #
 # Each plugin is installed editable without dependencies (tunekit itself must already be installed),
 # then `tunekit methods` must list it with its distribution as provider, then its tests run.
@@ -15,6 +16,11 @@ if [ "$#" -gt 0 ]; then
   folders=("$@")
 else
   folders=(plugins/*/)
+fi
+
+pytest_args=(-q -p no:cacheprovider)
+if [ "${FAST:-0}" = 1 ]; then
+  pytest_args+=(-m "not slow")
 fi
 
 status=0
@@ -31,7 +37,7 @@ for folder in "${folders[@]}"; do
     continue
   fi
   echo "== $dist: tests"
-  if ! (cd "$folder" && "$PYTHON" -m pytest -q -p no:cacheprovider tests); then
+  if ! (cd "$folder" && "$PYTHON" -m pytest "${pytest_args[@]}" tests); then
     status=1
   fi
 done

