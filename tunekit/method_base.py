@@ -126,12 +126,20 @@ class AppliedMethod:
     injected: list[str] = dataclasses.field(default_factory=list)
     keep_trainable: list[str] = dataclasses.field(default_factory=list)
     """The names as given by the task (written to the file so load() can resolve them again)."""
+    created: tuple[str, ...] = ()
+    """Name fragments (e.g. ``".lora_A."``) of the parameters the method created from scratch."""
 
     supports_merge = False
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """``{file key: tensor}`` of everything that trains."""
         return {self.file_key(n): p.detach() for n, p in self.model.named_parameters() if p.requires_grad}
+
+    @property
+    def new_parameters(self) -> list[str]:
+        """Trainable parameters the method created (the engine gives them the new-weights learning rate)."""
+        return [n for n, p in self.model.named_parameters()
+                if p.requires_grad and any(c in "." + n for c in self.created)]
 
     def file_key(self, name: str) -> str:
         """The tensor name in ``adapter_model.safetensors`` for the in-memory parameter ``name``."""

@@ -281,3 +281,14 @@ def test_full_saves_a_model_folder_from_pretrained_opens(tmp_path):
     inputs = sample_inputs(model)
     reloaded = AutoModelForCausalLM.from_pretrained(str(tmp_path))
     torch.testing.assert_close(outputs(reloaded, inputs), outputs(model, inputs), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(("name", "fragment", "count"), [
+    ("lora", "lora_", 2 * 2 * 2), ("houlsby", ".adapter.", 2 * 2 * 4), ("prefix-tuning", "prefix_encoder", 1),
+    ("freeze", None, 0),
+])
+def test_new_parameters_are_the_ones_the_method_created(name, fragment, count):
+    a = apply(name, tiny_bert(), keep=["classifier"])
+    assert len(a.new_parameters) == count
+    assert all(fragment in n for n in a.new_parameters)
+    assert not any(n.startswith("classifier") for n in a.new_parameters)

@@ -69,7 +69,7 @@ class BottleneckMethod:
             replace_module(model, name, wrapper)
         unfreeze(model, [f"{n}.adapter" for n in targets] + keep)
         return AppliedMethod(self.name, model, options, keep, injected=targets + keep,
-                             keep_trainable=list(keep_trainable))
+                             keep_trainable=list(keep_trainable), created=(".adapter.",))
 
     def expected_trainable(self, arch: Any, options: Any) -> int:
         """layers x slots x (hidden*width + width + width*hidden + hidden), width = hidden // reduction."""

@@ -92,7 +92,8 @@ class Lora:
             module.lora_A.weight.requires_grad_(True)
             module.lora_B.weight.requires_grad_(True)
         unfreeze(model, keep)
-        return AppliedLora(self.name, model, options, keep, injected=chosen + keep, keep_trainable=list(keep_trainable))
+        return AppliedLora(self.name, model, options, keep, injected=chosen + keep, keep_trainable=list(keep_trainable),
+                           created=(".lora_A.", ".lora_B."))
 
     def expected_trainable(self, arch: Any, options: Any) -> int:
         """r x (in + out) per targeted layer, from the config numbers of the default or named targets."""

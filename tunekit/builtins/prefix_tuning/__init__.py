@@ -124,7 +124,7 @@ class PrefixTuning:
         handle = model.register_forward_pre_hook(PrefixInjector(encoder), with_kwargs=True)
         unfreeze(model, [ATTRIBUTE] + keep)
         return AppliedPrefix(self.name, model, options, keep, injected=[ATTRIBUTE] + keep,
-                             keep_trainable=list(keep_trainable), handle=handle)
+                             keep_trainable=list(keep_trainable), created=(f".{ATTRIBUTE}.",), handle=handle)
 
     def expected_trainable(self, arch: Any, options: Any) -> int:
         """tokens x layers x 2 x kv_dim; with a projection: embedding + the two MLP layers."""
