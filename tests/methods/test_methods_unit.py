@@ -292,3 +292,12 @@ def test_new_parameters_are_the_ones_the_method_created(name, fragment, count):
     assert len(a.new_parameters) == count
     assert all(fragment in n for n in a.new_parameters)
     assert not any(n.startswith("classifier") for n in a.new_parameters)
+
+
+@pytest.mark.parametrize("factory", [tiny_bert, tiny_gpt2])
+def test_prefix_accepts_positional_inputs(factory):
+    model = factory()
+    apply("prefix-tuning", model, keep=["classifier"] if factory is tiny_bert else [], num_virtual_tokens=2)
+    ids = sample_inputs(model, batch=2)["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, model(input_ids=ids).logits, atol=0, rtol=0)
