@@ -113,3 +113,15 @@ def test_lora_merge_into_int8_needs_a_float_model(base_folder, tmp_path):
     fresh = load(base_folder, quantize=False)
     method.load(fresh, tmp_path / "adapter")
     torch.testing.assert_close(outputs(fresh, inputs), merged_out, atol=0.05, rtol=0.05)
+
+
+def test_count_parameters_counts_packed_4bit_weights_by_their_logical_size():
+    import bitsandbytes as bnb
+
+    layer = bnb.nn.Linear4bit(64, 32, bias=False, quant_type="nf4")
+    layer.weight = bnb.nn.Params4bit(torch.randn(32, 64), requires_grad=False, quant_type="nf4")
+    layer = layer.to("cpu")
+    if not layer.weight.bnb_quantized:
+        layer.weight._quantize("cpu")
+    assert layer.weight.numel() == 32 * 64 // 2  # two 4-bit values per byte
+    assert count_parameters(layer) == (0, 32 * 64)
