@@ -184,3 +184,9 @@ def test_empty_training_set_is_a_data_error(tmp_path):
     job.train_dataset = []
     with pytest.raises(DataError, match="empty"):
         run(tmp_path, job=job)
+
+
+def test_a_missing_learning_rate_is_a_config_error(tmp_path):
+    model = tiny_bert()
+    with pytest.raises(ConfigError, match="training.lr"):
+        train(model, TinyJob(), TrainingConfig(max_steps=1), tmp_path / "run", applied=FullApplied(model))

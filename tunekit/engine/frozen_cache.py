@@ -159,7 +159,7 @@ def build_frozen_cache(model: nn.Module, dataset: Sequence[Any], collate: Callab
 
     k, reason = first_trainable_block(model, head_modules)
     if k is None:
-        log.info("not caching frozen layers: %s", reason)
+        log.debug("not caching frozen layers: %s", reason)
         return None
     budget_mb = float(os.environ.get("TUNEKIT_CACHE_FROZEN_MB", "4096"))
     hidden = getattr(getattr(model, "config", None), "hidden_size", None) or 0

@@ -195,6 +195,8 @@ class _Trainer:
 
     def run(self) -> TrainResult:
         cfg = self.cfg
+        if cfg.lr is None:
+            raise ConfigError("training.lr is not set; give a learning rate (tunekit.run fills in the method's suggested one).")
         set_seed(cfg.seed)
         train_data = self._dataset()
         lengths = lengths_of(train_data) if cfg.group_by_length else None
