@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tunekit import config as config_mod
@@ -225,3 +225,62 @@ def test_parquet_tables(scratch, columns):
     path = scratch / "table.parquet"
     pq.write_table(table, path)
     _read(path)
+
+
+# ---------------------------------------------------------------- the tasks, on whatever rows a reader returned
+
+
+@pytest.fixture(scope="module")
+def tokenizers(models):
+    from transformers import AutoTokenizer
+
+    return {"encoder": AutoTokenizer.from_pretrained(models["bert"]),
+            "decoder": AutoTokenizer.from_pretrained(models["llama"])}
+
+
+TASK_FIELDS = ["sentence", "text", "label", "prompt", "response", "instruction", "output", "messages", "tokens",
+               "tags", "question", "context", "answers"]
+
+
+COLUMN_KINDS = [TEXT, st.sampled_from(["pos", "neg", "0", "1"]), st.integers(-3, 3), st.lists(TEXT, max_size=4),
+                st.lists(st.sampled_from(["O", "B-X", "I-X"]), max_size=4),
+                st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system", "x"]),
+                                                "content": TEXT}), max_size=3),
+                st.fixed_dictionaries({"text": st.lists(TEXT, max_size=2),
+                                       "answer_start": st.lists(st.integers(-2, 40), max_size=2)}),
+                st.none()]
+
+
+@st.composite
+def typed_records(draw):
+    """Records whose columns each hold one kind of value (what a reader accepts), in shapes tasks may meet."""
+    fields = draw(st.lists(st.sampled_from(TASK_FIELDS), min_size=1, max_size=4, unique=True))
+    kinds = {f: draw(st.sampled_from(COLUMN_KINDS)) for f in fields}
+    n = draw(st.integers(1, 6))
+    return [{f: draw(kind) for f, kind in kinds.items()} for _ in range(n)]
+
+
+@SLOWER
+@given(records=st.one_of(typed_records(), st.lists(st.dictionaries(st.sampled_from(TASK_FIELDS), JSON_VALUE,
+                                                                   min_size=1, max_size=4), min_size=1, max_size=6)),
+       task=st.sampled_from(["sequence-classification", "causal-lm", "token-classification", "question-answering"]))
+def test_tasks_on_any_records(scratch, tokenizers, records, task):
+    """A task's prepare() on rows of any shape either works or raises a TunekitError."""
+    import tunekit
+    from tunekit import options as opts
+    from tunekit.task import TaskContext
+
+    registered = tunekit.registries().tasks
+    if task not in registered:
+        return
+    path = scratch / "task.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    data = DataConfig()
+    rows = _read(path)
+    if rows is None:
+        return
+    event("the reader accepted the records")
+    plugin = registered.get(task)
+    tokenizer = tokenizers["decoder" if task == "causal-lm" else "encoder"]
+    options = opts.build(plugin.options_class, {}, where="task")
+    _loads_or_tunekit_error(plugin.prepare, TaskContext(tokenizer, options, data, rows, None, 0))
