@@ -27,10 +27,22 @@ from harness import log, write_reports  # noqa: E402
 BENCHMARKS = {
     "int8": bench_int8.run,
     "inference": bench_inference.run,
-    "sft": bench_sft.run,
     "sst2": bench_sst2.run,
     "frozen": bench_frozen.run,
+    "sft": bench_sft.run,
 }
+
+
+def name_of(quick: bool) -> str:
+    return "all-quick" if quick else "all"
+
+
+def write_partial(name: str, reports: list) -> None:
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        write_reports(name, reports)
 
 
 def main() -> None:
@@ -49,9 +61,10 @@ def main() -> None:
         t0 = time.perf_counter()
         reports.append(BENCHMARKS[name](args.quick))
         log(f"  {name} took {time.perf_counter() - t0:.0f} s")
+        write_partial(name_of(args.quick), reports)  # what is done so far survives an interrupted run
     total = time.perf_counter() - start
     reports[0].notes.append(f"the whole set took {total:.0f} s")
-    write_reports("all-quick" if args.quick else "all", reports)
+    write_reports(name_of(args.quick), reports)
     log(f"done in {total:.0f} s; results in benchmarks/results/")
 
 
