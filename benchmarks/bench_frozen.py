@@ -29,7 +29,7 @@ PAIRS = [
 
 def sizes(quick: bool) -> dict[str, Any]:
     return {"train": 64, "dev": 64, "batch_size": 32, "epochs": EPOCHS} if quick else \
-        {"train": 2000, "dev": 872, "batch_size": 32, "epochs": EPOCHS}
+        {"train": 1500, "dev": 872, "batch_size": 32, "epochs": EPOCHS}
 
 
 SETUPS = {"tunekit": tunekit_setup, "hf": hf_setup}

@@ -27,7 +27,7 @@ BATCH = 8
 
 
 def sizes(quick: bool) -> dict[str, Any]:
-    return {"train": 16, "eval": 8} if quick else {"train": 200, "eval": 50}
+    return {"train": 16, "eval": 8} if quick else {"train": 128, "eval": 32}
 
 
 # --- encoding and evaluation shared by both sides ---------------------------------------------------------
