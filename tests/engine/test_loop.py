@@ -190,3 +190,39 @@ def test_a_missing_learning_rate_is_a_config_error(tmp_path):
     model = tiny_bert()
     with pytest.raises(ConfigError, match="training.lr"):
         train(model, TinyJob(), TrainingConfig(max_steps=1), tmp_path / "run", applied=FullApplied(model))
+
+
+class CausalJob(TinyJob):
+    """Next-token prediction on the same random sequences (labels = inputs, padding ignored)."""
+
+    head_modules: list[str] = []
+    metric_for_best = "eval_loss"
+    greater_is_better = False
+
+    def collate(self, features):
+        batch = super().collate(features)
+        batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+        return batch
+
+    def evaluate(self, model, batches):
+        losses = [float(model(**b).loss) for b in batches]
+        return {"eval_loss": sum(losses) / len(losses)}
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_decoders_train_too(tmp_path, family):
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    if family == "gpt2":  # Conv1D layers, tied embeddings
+        model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=50, n_positions=32))
+    else:  # grouped-query attention
+        model = LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                             num_attention_heads=4, num_key_value_heads=2, vocab_size=50))
+    before = weights(model)
+    result = train(model, CausalJob(n_train=32, n_eval=8), cfg(max_steps=4, eval_steps=2, layer_decay=0.8,
+                                                                 backbone_lr=5e-4),
+                   tmp_path / family, applied=FullApplied(model))
+    assert math.isfinite(result.train_loss) and "eval_loss" in result.final_metrics
+    assert result.metric_for_best == "eval_loss"
+    assert max_diff(before, weights(model)) > 0
