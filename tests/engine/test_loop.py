@@ -155,6 +155,19 @@ def test_ctrl_c_writes_a_checkpoint_and_resume_ends_where_an_uninterrupted_run_d
     assert steps == list(range(1, 11))  # no duplicated or missing log lines
 
 
+def test_sigterm_also_stops_with_a_checkpoint(tmp_path):
+    class Term:
+        def on_log(self, step, metrics):
+            if step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(TrainingInterrupted, match="step 2"):
+        run(tmp_path, max_steps=6, logging_steps=1, listeners=[Term()])
+    assert find_last_checkpoint(tmp_path / "run").name == "step-2"
+    assert signal.getsignal(signal.SIGTERM) is previous  # handler restored
+
+
 def test_rerun_into_a_folder_with_checkpoints_needs_resume_or_overwrite(tmp_path):
     run(tmp_path, max_steps=2, save_steps=2)
     with pytest.raises(CheckpointError, match="--resume") as info:

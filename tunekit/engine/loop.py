@@ -63,7 +63,6 @@ class TrainResult:
     stopped_early: bool = False
     restored_best: bool = False
     resumed_from: Path | None = None
-    interrupted: bool = False
 
 
 def peak_rss_mb() -> float:
@@ -109,28 +108,34 @@ class _ModelView:
 
 
 class _StopRequest:
-    """Turns the first Ctrl-C (SIGINT) into a request to stop at the next step boundary."""
+    """Turns the first Ctrl-C (SIGINT) or SIGTERM into a request to stop at the next step boundary.
+
+    SIGTERM is what torchrun sends the workers when it is interrupted, and what batch schedulers send
+    before they kill a job; both then get a checkpoint. A second signal stops at once.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
-        self._installed = False
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopRequest:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:  # a second Ctrl-C: stop now, without a checkpoint
+        if self.requested:  # a second signal: stop now, without a checkpoint
             raise KeyboardInterrupt
         self.requested = True
-        log.warning("interrupt received: writing a checkpoint after the current step (Ctrl-C again to quit now)")
+        log.warning("%s received: writing a checkpoint after the current step (Ctrl-C again to quit now)",
+                    signal.Signals(signum).name)
 
     def __exit__(self, *exc: Any) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 def _has_gpu() -> bool:
