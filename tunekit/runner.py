@@ -135,6 +135,14 @@ def _check_output_dir(out: Path, cfg: RunConfig) -> None:
             f"output folder {str(out)!r} already holds a run; pass --resume to continue it, "
             "or --overwrite to start over."
         )
+    if cfg.training.resume and not cfg.output.overwrite and (out / "summary.json").exists():
+        from tunekit.engine import find_last_checkpoint
+
+        if find_last_checkpoint(out) is None:  # resuming would silently train the finished run again from step 0
+            raise CheckpointError(
+                f"output folder {str(out)!r} holds a finished run without step checkpoints, so there is nothing "
+                "to resume; pass --overwrite to train it again, or choose a new --output."
+            )
     if cfg.training.resume and (out / "config.yaml").is_file():
         previous = config_mod.from_dict(config_mod.read_yaml(out / "config.yaml"))
         if fingerprint(previous) != fingerprint(cfg):

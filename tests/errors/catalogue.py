@@ -34,8 +34,9 @@ class Case:
     """The tunekit error class the Python API raises (None: a command-line-only mistake)."""
     needs_task: str | None = None
     setup: str | None = None
-    """``finished`` / ``checkpoints`` (the output folder is a copy of a finished run), ``corrupt`` (the
-    same with a damaged newest checkpoint), ``not_root`` (skip when running as root)."""
+    """``finished`` (the output folder is a copy of a finished run with checkpoints),
+    ``finished_without_checkpoints``, ``corrupt`` (a damaged newest checkpoint), ``not_root`` (skip when
+    running as root), ``proc`` (needs /proc)."""
     subprocess: bool = False
     """Also run through ``python -m tunekit`` in a subprocess."""
 
@@ -209,6 +210,10 @@ CASES: list[Case] = [
          trained("--resume", "--lr", "0.05"), 1, "different configuration",
          "Resume with the settings the folder was made with (see its config.yaml), or choose a new `--output`.",
          CheckpointError, setup="finished"),
+    Case("resume-finished-run", OUTPUT, "`--resume` on a finished run that kept no step checkpoints",
+         trained("--resume"), 1, "nothing to resume",
+         "Pass `--overwrite` to train it again, or choose a new `--output`; keep checkpoints with `--save-steps`.",
+         CheckpointError, setup="finished_without_checkpoints"),
     Case("resume-corrupt-checkpoint", OUTPUT, "Resuming from a damaged checkpoint", trained("--resume"), 1,
          "no readable trainable.safetensors",
          "Delete the damaged `checkpoints/step-N` folder; `--resume` then continues from the one before.",
