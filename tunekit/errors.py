@@ -44,6 +44,6 @@ class CheckpointError(TunekitError):
 
 
 class TrainingInterrupted(TunekitError):
-    """Training stopped on Ctrl-C (SIGINT); the message says where the checkpoint is and how to resume (exit 130)."""
+    """Training stopped on Ctrl-C (SIGINT) or SIGTERM; the message says where the checkpoint is and how to resume (exit 130)."""
 
     exit_code = 130
