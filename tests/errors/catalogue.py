@@ -35,7 +35,7 @@ class Case:
     needs_task: str | None = None
     setup: str | None = None
     """``finished`` (the output folder is a copy of a finished run with checkpoints),
-    ``finished_without_checkpoints``, ``corrupt`` (a damaged newest checkpoint), ``not_root`` (skip when
+    ``finished_without_checkpoints``, ``corrupt`` (a damaged newest checkpoint), ``damaged_adapter``, ``not_root`` (skip when
     running as root), ``proc`` (needs /proc)."""
     subprocess: bool = False
     """Also run through ``python -m tunekit`` in a subprocess."""
@@ -221,6 +221,12 @@ CASES: list[Case] = [
     Case("predict-output-missing-folder", OUTPUT, "`tunekit predict --output` in a folder that does not exist",
          ("predict", "--run", "{out}", "--output", "{data}/a_file/predictions.jsonl", "the good movie"), 2,
          "cannot write predictions", "Choose an `--output` file in an existing folder.", setup="finished"),
+    Case("predict-not-a-run", OUTPUT, "`tunekit predict --run` on a folder that is not a run folder",
+         ("predict", "--run", "{data}", "the good movie"), 2, "is not a tunekit run folder",
+         "Pass the folder `tunekit run` wrote (it holds config.yaml and adapter/)."),
+    Case("eval-damaged-adapter", OUTPUT, "`tunekit eval` on a run whose adapter file is damaged",
+         ("eval", "--run", "{out}", "--data", "{data}/train.csv"), 1, "is not a readable safetensors file",
+         "Copy the run folder again, or train the run again.", setup="damaged_adapter"),
     # ---- configuration
     Case("yaml-syntax", CONFIG, "A config file that is not valid YAML", ("run", "--config", "{data}/bad_syntax.yaml"),
          2, "is not valid YAML at line", "Fix the YAML syntax at the line named.", ConfigError),

@@ -39,10 +39,12 @@ def prepared(request, tmp_path, models, data, monkeypatch):
         pytest.skip(reason)
     monkeypatch.chdir(tmp_path)  # anything written to a default ./runs folder stays in the test's folder
     out = tmp_path / "out"
-    if case.setup in ("finished", "corrupt", "finished_without_checkpoints"):
+    if case.setup in ("finished", "corrupt", "finished_without_checkpoints", "damaged_adapter"):
         shutil.copytree(request.getfixturevalue("finished_run"), out)
     if case.setup == "finished_without_checkpoints":
         shutil.rmtree(out / "checkpoints")
+    if case.setup == "damaged_adapter":
+        (out / "adapter" / "adapter_model.safetensors").write_bytes(b"\xff" * 64)
     if case.setup == "corrupt":
         newest = max((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
         (newest / "trainable.safetensors").write_bytes(b"\x00\x01 not a safetensors file")
