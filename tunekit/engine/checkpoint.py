@@ -38,9 +38,12 @@ WEIGHTS = "trainable.safetensors"
 STATE = "state.json"
 _STEP = re.compile(r"^step-(\d+)$")
 
-# Settings that do not change what is trained: they may differ between a run and its resumption.
+# Settings that do not change the weights' trajectory: they may differ between a run and its resumption.
+# (epochs/max_steps do change it, through the learning-rate schedule, so they stay in.)
 FINGERPRINT_IGNORES = ("training.resume", "training.report_to", "training.logging_steps",
-                       "training.save_steps", "training.save_total_limit", "output.dir", "output.overwrite")
+                       "training.save_steps", "training.save_total_limit", "training.eval_steps",
+                       "training.eval_each_epoch", "training.early_stopping_patience", "training.metric_for_best",
+                       "training.load_best_at_end", "output.dir", "output.overwrite")
 
 
 def config_fingerprint(tree: Mapping[str, Any], ignore: tuple[str, ...] = FINGERPRINT_IGNORES) -> str:
