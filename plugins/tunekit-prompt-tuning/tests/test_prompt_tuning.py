@@ -189,3 +189,34 @@ def test_tunekit_conformance_suite(model: str, tmp_path: Path) -> None:
     from tunekit.testing import TINY_MODELS, check_method
 
     check_method(PromptTuning(), {"num_virtual_tokens": 3}, TINY_MODELS[model], tmp_path)
+
+
+@pytest.mark.slow
+def test_smollm2_cached_generation_with_a_soft_prompt() -> None:
+    """The real Llama decoder (GQA, 9 query / 3 kv heads): cached generate equals uncached greedy decoding."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tunekit.models import resolve_model
+
+    try:
+        folder = resolve_model("smollm2-135m").path
+    except Exception as exc:  # the model package is not installed here
+        pytest.skip(f"smollm2-135m is unavailable: {exc}")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    PromptTuning().apply(model, options(num_virtual_tokens=8))
+    tokenizer.padding_side = "left"
+    batch = tokenizer(["The capital of France is", "Two plus two"], return_tensors="pt", padding=True)
+    generated = model.generate(**batch, max_new_tokens=6, do_sample=False, min_new_tokens=6,
+                               pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    seq, mask = batch["input_ids"], batch["attention_mask"]
+    banned = model.generation_config.eos_token_id
+    banned = banned if isinstance(banned, list) else [banned]
+    with torch.no_grad():
+        for _ in range(6):
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = model(input_ids=seq, attention_mask=mask, position_ids=positions, use_cache=False).logits[:, -1]
+            logits[:, [b for b in banned if b is not None]] = float("-inf")
+            nxt = logits.argmax(-1, keepdim=True)
+            seq, mask = torch.cat([seq, nxt], 1), torch.cat([mask, torch.ones_like(nxt)], 1)
+    assert generated.tolist() == seq.tolist()
