@@ -32,6 +32,10 @@ def _to_dataset(records: list[dict[str, Any]] | None, path: str, columns: dict[s
     import datasets
     import pyarrow as pa
 
+    names = set(columns) if columns is not None else {k for r in records or [] for k in r}
+    bad = sorted(n for n in names if not str(n).strip() or any(ord(ch) < 32 for ch in str(n)))
+    if bad:  # Arrow mishandles such names (an empty one, or one holding a NUL byte)
+        raise DataError(f"data file {path!r} has a field named {bad[0]!r}; give every field a visible name.")
     try:
         if columns is not None:
             table = datasets.Dataset.from_dict(columns)
