@@ -58,7 +58,7 @@ def test_ctrl_c_then_kill_then_resume(models, data, tmp_path, cli):
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     error_lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(error_lines) == 1 and "--resume" in error_lines[0], err
+    assert len(error_lines) == 1 and "rerun the same command with --resume" in error_lines[0], err  # as in the docs
     interrupted_at = list_checkpoints(out)[-1][0]
     assert first <= interrupted_at < STEPS, "training finished before the interrupt arrived"
     assert not (out / "summary.json").exists() and not (out / "adapter").exists()
