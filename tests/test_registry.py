@@ -120,3 +120,23 @@ def test_discard_plugins_drops_only_their_entries() -> None:
     reg.add(Thing("b"), BETA)
     reg.discard_plugins({"alpha_plugin"})
     assert reg.names() == ["b"]
+
+
+def test_a_registration_without_a_name_fails_only_that_plugin(caplog):
+    from tunekit import plugins
+    from tunekit.hookspecs import hookimpl
+
+    class Nameless:
+        @hookimpl
+        def register_methods(self, register):
+            register(object())
+
+    previous = plugins._current
+    try:
+        with caplog.at_level("WARNING", logger="tunekit.plugins"):
+            regs = plugins.reset(extra_plugins=[Nameless()])
+        status = next(p for p in regs.plugins if p.name == "Nameless")
+        assert status.state == "failed" and "without a string 'name'" in status.error
+        assert "lora" in regs.methods  # every other plugin still works
+    finally:
+        plugins._current = previous

@@ -39,6 +39,10 @@ class PluginError(TunekitError):
     """A plugin broke a rule of the registry (for example two plugins registered the same name)."""
 
 
+class PluginCollisionError(PluginError):
+    """Two plugins registered the same name: an error for the whole registry, not for one plugin."""
+
+
 class CheckpointError(TunekitError):
     """A checkpoint or run folder is missing, incomplete, or was made by a different configuration."""
 

@@ -25,7 +25,7 @@ from typing import Any
 import pluggy
 
 from tunekit import hookspecs
-from tunekit.errors import PluginError
+from tunekit.errors import PluginCollisionError, PluginError
 from tunekit.registry import Provider, Registry
 
 log = logging.getLogger("tunekit.plugins")
@@ -186,9 +186,9 @@ def _call_hook(pm: pluggy.PluginManager, hook_name: str, registry: Registry, pro
         provider = Provider(status.name, status.distribution, status.version)
         try:
             impl.function(lambda obj, _p=provider: registry.add(obj, _p))
-        except PluginError:
-            raise
-        except Exception as exc:
+        except PluginCollisionError:
+            raise  # two plugins disagree: neither can be chosen silently
+        except Exception as exc:  # this plugin alone is broken (a crash, a nameless registration, ...)
             _fail(status, exc)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from tunekit.errors import PluginError, UnknownNameError
+from tunekit.errors import PluginCollisionError, PluginError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -51,7 +51,7 @@ class Registry(Generic[T]):
             )
         if name in self._entries:
             other = self._entries[name].provider
-            raise PluginError(
+            raise PluginCollisionError(
                 f"two plugins register the {self.kind} {name!r}: {other} (plugin {other.plugin!r}) and "
                 f"{provider} (plugin {provider.plugin!r}); uninstall one or block it with TUNEKIT_DISABLE_PLUGINS."
             )
