@@ -30,7 +30,7 @@ test: setup
 	$(VENV)/bin/ruff check tunekit tests plugins
 	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider
 	$(PY) -m pytest -q -m "slow" -p no:cacheprovider
-	for p in $(dir $(PLUGINS)); do $(PY) -m pytest -q -p no:cacheprovider $$p/tests || exit 1; done
+	PYTHON=$(PY) bash scripts/test-plugins.sh
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" -x
