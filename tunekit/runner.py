@@ -177,6 +177,26 @@ def _model_files(cfg: RunConfig, what: str) -> Iterator[None]:
         ) from None
 
 
+def _check_token_ids(cfg: RunConfig, job: Any, model: Any) -> None:
+    """Refuse a tokenizer whose ids the model has no embedding for (it would fail deep inside the first step)."""
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    size = getattr(embeddings, "num_embeddings", None)
+    if not size:
+        return
+    top = -1
+    for features in (job.train_dataset, job.eval_dataset):
+        for i in range(len(features) if features is not None else 0):  # a sized sequence of feature dicts
+            feature = features[i]
+            ids = feature.get("input_ids") if isinstance(feature, dict) else None
+            if ids:
+                top = max(top, max(ids))
+    if top >= size:
+        raise UsageError(
+            f"the tokenizer of model {cfg.model.name!r} produces token id {top} but the model has only {size} "
+            "token embeddings; the tokenizer does not belong to these weights, use the one saved with the model."
+        )
+
+
 def _load_tokenizer(source: ResolvedModel, cfg: RunConfig) -> Any:
     from transformers import AutoTokenizer
 
@@ -254,6 +274,7 @@ def prepare(cfg: RunConfig, before_method: Callable[[Any, Any], None] | None = N
         skip = [*job.head_modules, *_float_modules(cfg, method, method_options, source)]
         load_kwargs = {**source.load_kwargs, **_quantizer_kwargs(cfg, method, skip)}
         model = job.build_model(source, load_kwargs)
+    _check_token_ids(cfg, job, model)
     if before_method is not None:
         before_method(job, model)
     applied = method.apply(model, method_options, list(job.head_modules))

@@ -5,7 +5,7 @@ flag, through ``tunekit.run``); ``docs/troubleshooting.md`` is generated from th
 (``python -m tests.errors.catalogue``), and a test keeps the two identical.
 
 Placeholders in ``args``: ``{bert}``, ``{gpt2}``, ``{llama}``, ``{distilbert}`` (tiny model folders),
-``{noweights}``, ``{badconfig}`` (broken model folders),
+``{noweights}``, ``{badconfig}``, ``{smallvocab}`` (broken model folders),
 ``{data}`` (the folder of test files), ``{out}`` (the output folder of the case).
 """
 
@@ -136,6 +136,9 @@ CASES: list[Case] = [
     Case("model-config-not-json", NAMES, "The model folder's config.json is not valid JSON",
          ("run", "--task", "sequence-classification", "--model", "{badconfig}", *TRAIN), 2, "cannot load the",
          "Repair or re-download the model folder.", UsageError),
+    Case("tokenizer-not-the-models", NAMES, "The model folder's tokenizer does not belong to its weights",
+         ("run", "--task", "sequence-classification", "--model", "{smallvocab}", *TRAIN), 2,
+         "the tokenizer does not belong to these weights", "Use the tokenizer saved with the model.", UsageError),
     Case("unknown-format", NAMES, "A misspelt dataset format", seqcls(*TRAIN, "--set", "data.format=cvs"), 2,
          "did you mean 'csv'", "Use a format listed by `tunekit datasets`, or leave `data.format` out to pick by extension.",
          UnknownNameError),

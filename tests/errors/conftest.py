@@ -83,6 +83,11 @@ def models(tmp_path_factory) -> dict[str, Path]:
     # Broken model folders: the tokenizer and config but no weights; a config.json that is not JSON.
     out["noweights"] = root / "noweights"
     shutil.copytree(out["bert"], out["noweights"], ignore=shutil.ignore_patterns("*.safetensors"))
+    # A tokenizer that does not belong to the weights: the training text has ids beyond its 10 embeddings.
+    out["smallvocab"] = root / "smallvocab"
+    BertModel(BertConfig(vocab_size=10, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(out["smallvocab"])
+    _tokenizer(False).save_pretrained(out["smallvocab"])
     out["badconfig"] = root / "badconfig"
     shutil.copytree(out["bert"], out["badconfig"])
     (out["badconfig"] / "config.json").write_text('{"model_type": "bert", "hidden_size": ', encoding="utf-8")
