@@ -94,7 +94,11 @@ def _prediction_inputs(job: Any, loaded: Any, data_path: str | None, texts: tupl
         raise UsageError("nothing to predict: give --data FILE or one or more texts.")
     if context is not None:
         if Path(context).is_file():
-            context = Path(context).read_text(encoding="utf-8")
+            try:
+                context = Path(context).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = "it is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
+                raise UsageError(f"cannot read the --context file {context!r} ({reason}); give a UTF-8 text file.") from None
         return [(text, context) for text in texts]
     if loaded.config.task_name == "question-answering":
         raise UsageError("question-answering needs a context: add --context TEXT (or a file), the texts are questions.")
