@@ -2,7 +2,7 @@
 
 All variants live in one process and are timed in interleaved rounds (base, tunekit unmerged, tunekit merged,
 tunekit unloaded, PEFT unmerged, PEFT merged), so background load hits them alike; the figure is the median
-no-grad forward time of a fixed batch (8 x 128 tokens). The LoRA weights are set to small random values
+no-grad forward time of a fixed batch (4 x 64 tokens). The LoRA weights are set to small random values
 first, so merging really changes the base weights, and the merged and unmerged logits are compared.
 
     python benchmarks/bench_inference.py [--quick]
@@ -90,7 +90,7 @@ VARIANTS = ("base", "tunekit-unmerged", "tunekit-merged", "tunekit-unloaded", "p
 def run(quick: bool = False) -> Report:
     from bench_sft import smollm2_folder
 
-    params = {"batch": 2, "length": 32, "rounds": 2} if quick else {"batch": 8, "length": 128, "rounds": 7}
+    params = {"batch": 2, "length": 32, "rounds": 2} if quick else {"batch": 4, "length": 64, "rounds": 7}
     report = Report("inference", "SmolLM2-135M forward (no grad), base vs LoRA q/v r=8 unmerged / merged",
                     {"batch": f"{params['batch']}x{params['length']}", "rounds": params["rounds"],
                      "statistic": "median, interleaved rounds"})

@@ -51,7 +51,7 @@ SETUPS = {"load": load_setup}
 def run(quick: bool = False) -> Report:
     from bench_sft import smollm2_folder
 
-    shape = {"batch": 2, "length": 32, "repeat": 2} if quick else {"batch": 8, "length": 128, "repeat": 5}
+    shape = {"batch": 2, "length": 32, "repeat": 2} if quick else {"batch": 4, "length": 64, "repeat": 5}
     report = Report("int8", "SmolLM2-135M: tunekit `int8` quantizer (bitsandbytes LLM.int8) vs fp32",
                     {"batch": f"{shape['batch']}x{shape['length']}", "repeat": shape["repeat"],
                      "statistic": "median"})

@@ -25,11 +25,11 @@ import bench_sst2  # noqa: E402
 from harness import log, write_reports  # noqa: E402
 
 BENCHMARKS = {
-    "int8": bench_int8.run,
-    "inference": bench_inference.run,
     "sst2": bench_sst2.run,
     "frozen": bench_frozen.run,
     "sft": bench_sft.run,
+    "inference": bench_inference.run,
+    "int8": bench_int8.run,
 }
 
 
