@@ -38,11 +38,11 @@ class CausalLMOptions:
     train_on_prompt: bool = option(False, "Learn the prompt tokens too (default: only the responses and end markers).")
     max_length: int = option(1024, "Longest training example in tokens; longer ones are cut at the end.")
     system_prompt: str | None = option(None, "System message put before every conversation that has none.")
-    max_new_tokens: int = option(128, "Most tokens `predict`/`generate` produce per answer.")
+    max_new_tokens: int = option(64, "Most tokens `predict`/`generate` produce per answer.")
     temperature: float = option(0.0, "Sampling temperature for generation; 0 means greedy decoding.")
     top_p: float = option(1.0, "Nucleus sampling threshold when temperature > 0.")
     repetition_penalty: float = option(1.0, "Penalty above 1 discourages repeating tokens in generation.")
-    predict_batch_size: int = option(8, "Prompts generated together in `predict`.")
+    predict_batch_size: int = option(32, "Prompts generated together in `predict` (one batched decode, left-padded).")
 
     def validate(self) -> None:
         check(self.max_length > 1, f"task.max_length must be above 1, not {self.max_length}.")
