@@ -27,16 +27,16 @@ PAIRS = [
 ]
 
 
-def sizes(quick: bool) -> dict[str, Any]:
+def sizes(quick: bool, scale: float = 1.0) -> dict[str, Any]:
     return {"train": 64, "dev": 64, "batch_size": 32, "epochs": EPOCHS} if quick else \
-        {"train": 1500, "dev": 872, "batch_size": 32, "epochs": EPOCHS}
+        {"train": round(1500 * scale), "dev": 872, "batch_size": 32, "epochs": EPOCHS}
 
 
 SETUPS = {"tunekit": tunekit_setup, "hf": hf_setup}
 
 
-def run(quick: bool = False) -> Report:
-    params = sizes(quick)
+def run(quick: bool = False, only: set[str] | None = None, scale: float = 1.0) -> Report:
+    params = sizes(quick, scale)
     report = Report("frozen", f"MiniLM-L6 on SST-2 over {EPOCHS} epochs: tunekit vs recomputing the frozen backbone",
                     {"train_sentences": params["train"], "dev_sentences": params["dev"],
                      "batch_size": params["batch_size"], "epochs": EPOCHS})
@@ -48,6 +48,8 @@ def run(quick: bool = False) -> Report:
         return report
     base = {**params, "model": model}
     for label, method, options, kind, lr in PAIRS:
+        if only is not None and method not in only:
+            continue
         peer = run_setup(SCRIPT, "hf", {**base, "kind": kind, "lr": lr, "trainable_layers": TRAINABLE_LAYERS},
                          label=f"{kind} (recompute)")
         tk = run_setup(SCRIPT, "tunekit", {**base, "method": method, "options": options, "lr": lr,

@@ -26,8 +26,8 @@ MAX_LENGTH = 256
 BATCH = 8
 
 
-def sizes(quick: bool) -> dict[str, Any]:
-    return {"train": 16, "eval": 8} if quick else {"train": 128, "eval": 32}
+def sizes(quick: bool, scale: float = 1.0) -> dict[str, Any]:
+    return {"train": 16, "eval": 8} if quick else {"train": round(128 * scale), "eval": round(32 * scale)}
 
 
 # --- encoding and evaluation shared by both sides ---------------------------------------------------------
@@ -171,8 +171,8 @@ def smollm2_folder() -> str:
     return resolve_model("smollm2-135m").path
 
 
-def run(quick: bool = False) -> Report:
-    n = sizes(quick)
+def run(quick: bool = False, scale: float = 1.0) -> Report:
+    n = sizes(quick, scale)
     report = Report("sft", "LoRA SFT on SmolLM2-135M, alpaca demo: tunekit vs PEFT + transformers Trainer",
                     {"train_examples": n["train"], "eval_examples": n["eval"], "max_length": MAX_LENGTH,
                      "examples_per_step": BATCH, "epochs": 1, "lr": LR, "lora": "r=8 alpha=16 q_proj,v_proj"})

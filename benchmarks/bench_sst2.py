@@ -31,9 +31,9 @@ PEER_LR = {"peft-lora": 5e-4, "hf-full": 5e-5, "hf-frozen": 1e-3, "adapters-houl
 ADAPTER_CONFIGS = {"adapters-houlsby": "double_seq_bn", "adapters-pfeiffer": "seq_bn"}
 
 
-def sizes(quick: bool) -> dict[str, Any]:
+def sizes(quick: bool, scale: float = 1.0) -> dict[str, Any]:
     return {"train": 64, "dev": 64, "batch_size": 32, "epochs": 1} if quick else \
-        {"train": 4000, "dev": 872, "batch_size": 32, "epochs": 1}
+        {"train": round(4000 * scale), "dev": 872, "batch_size": 32, "epochs": 1}
 
 
 # --- child setups ------------------------------------------------------------------------------------
@@ -118,10 +118,10 @@ SETUPS = {"tunekit": tunekit_setup, "hf": hf_setup, "adapters": adapters_setup}
 
 # --- parent ------------------------------------------------------------------------------------------
 
-def run(quick: bool = False, only: set[str] | None = None) -> Report:
+def run(quick: bool = False, only: set[str] | None = None, scale: float = 1.0) -> Report:
     import peer_envs
 
-    params = sizes(quick)
+    params = sizes(quick, scale)
     report = Report("sst2", "MiniLM-L6 on SST-2, 1 epoch: tunekit vs PEFT/Trainer and AdapterHub adapters",
                     {"train_sentences": params["train"], "dev_sentences": params["dev"],
                      "batch_size": params["batch_size"], "epochs": params["epochs"], "max_length": 256,
