@@ -36,7 +36,8 @@ def render_cli() -> str:
         "",
         "Global options go before the command: `tunekit [--debug] [-q] COMMAND ...`. `--debug` shows "
         "tracebacks and debug logs; `-q` shows only warnings and errors. Exit codes: 0 success, 1 a failure at "
-        "run time, 2 a usage error (bad name, option, file or combination), 130 interrupted.",
+        "run time, 2 a usage error (bad name, option, file or combination), 130 interrupted. Every command "
+        "takes `-h` / `--help`.",
         "",
     ]
     for name in sorted(group.list_commands(ctx)):
@@ -46,7 +47,7 @@ def render_cli() -> str:
         sub = click.Context(command, info_name=name, parent=ctx)
         out += [f"## tunekit {name}", "", (command.help or "").strip(), "", "```text",
                 command.get_usage(sub).replace("Usage: ", ""), "```", ""]
-        rows = [p.get_help_record(sub) for p in command.get_params(sub)]
+        rows = [p.get_help_record(sub) for p in command.params]  # -h/--help is said once, above
         rows = [r for r in rows if r is not None]
         if rows:
             out += ["| option | meaning |", "|---|---|"]
