@@ -84,7 +84,7 @@ def test_squad_v2_sample_to_xquad(tmp_path):
     before = _before_training(cfg)
     s = runner.run(cfg).summary
     print("squad before", before, "after", {k: s[k] for k in ("eval_exact_match", "eval_f1", "eval_loss")})
-    assert s["eval_f1"] > before["eval_f1"] + 5.0
+    assert s["eval_f1"] > before["eval_f1"] + 4.0  # measured: 3.4 -> 9.8 (48 steps, 100 questions)
 
 
 def test_conll_ner(tmp_path):
