@@ -36,8 +36,14 @@ class PhaseClock:
 
 
 def warm_up() -> None:
-    """Import tunekit and load its plugins before the clock starts (the peers import their libraries first too)."""
+    """Import tunekit (runner, engine) and load its plugins before the clock starts.
+
+    The peers' side imports transformers' Trainer and PEFT / adapters before its clock starts too; modules
+    either side imports lazily while running (the model's modeling file, datasets) count on both sides.
+    """
     import tunekit
+    import tunekit.engine  # noqa: F401 (the analogue of importing the Trainer)
+    import tunekit.runner  # noqa: F401
 
     logging.getLogger("tunekit").setLevel(logging.WARNING)
     tunekit.registries()
