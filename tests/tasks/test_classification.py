@@ -75,7 +75,7 @@ def test_single_class_is_refused(bert_tokenizer):
 def test_bert_head_loss_metrics_predict_and_restore(bert_tokenizer, tiny_bert, tmp_path):
     job = _task().prepare(_ctx(bert_tokenizer, _rows(TRAIN), _rows(TRAIN[:4] + TRAIN[-4:])))
     model = job.build_model(ResolvedModel(str(tiny_bert)), {})
-    assert job.head_modules == ["classifier"]
+    assert job.head_modules == ["bert.pooler", "classifier"]  # task.train_pooler is on by default
     assert model.config.id2label == {0: "negative", 1: "positive"}
     batch = job.collate(job.train_dataset[:6])
     assert batch["input_ids"].shape[0] == 6 and batch["labels"].tolist() == [1] * 6
@@ -99,7 +99,7 @@ def test_bert_head_loss_metrics_predict_and_restore(bert_tokenizer, tiny_bert, t
     assert [p["label"] for p in preds] == ["positive", "negative"]
     job.save(tmp_path)
     again = _task().restore(_ctx(bert_tokenizer, None), tmp_path)
-    assert again.labels == job.labels and again.head_modules == ["classifier"]
+    assert again.labels == job.labels and again.head_modules == ["bert.pooler", "classifier"]
     assert [p["label"] for p in again.predict(model, ["good movie", "bad film"])] == ["positive", "negative"]
 
 

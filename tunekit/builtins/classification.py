@@ -33,6 +33,10 @@ HEAD_GUESS = ["classifier", "score"]  # refined to the real fresh modules once t
 class ClassificationOptions:
     max_length: int = option(256, "Longest input in tokens; longer texts are truncated.")
     predict_batch_size: int = option(32, "Texts per forward pass in `predict`.")
+    train_pooler: bool = option(
+        True, "Train an encoder's pooler (the dense layer over the first token) together with the classifier. "
+        "Sentence-embedding checkpoints such as all-MiniLM ship a pooler never trained for classification, and a "
+        "frozen one leaves adapters and feature extraction near chance.")
 
     def validate(self) -> None:
         check(self.max_length > 1, f"task.max_length must be above 1, not {self.max_length}.")
@@ -56,6 +60,12 @@ def _ordered(names: Iterable[str]) -> list[str]:
         return sorted(names)
 
 
+def _poolers(model: nn.Module) -> list[str]:
+    """The pooler modules (``bert.pooler``, ``roberta.pooler``, ...) of an encoder that has one and uses it."""
+    return [name for name, module in model.named_modules()
+            if name.rsplit(".", 1)[-1] == "pooler" and any(True for _ in module.parameters())]
+
+
 class ClassificationJob:
     """One sequence-classification run: label names, columns, tokenized splits, loss and metrics."""
 
@@ -71,7 +81,8 @@ class ClassificationJob:
         self.text_column = text_column
         self.pair_column = pair_column
         self.label_column = label_column
-        self.head_modules: list[str] = list(HEAD_GUESS)
+        # Before loading, a guess by name (enough for a quantizer's skip list); exact after build_model.
+        self.head_modules: list[str] = list(HEAD_GUESS) + (["pooler"] if options.train_pooler else [])
         self.train_dataset: Any = None
         self.eval_dataset: Any = None
         taskkit.ensure_pad_token(tokenizer)
@@ -127,6 +138,8 @@ class ClassificationJob:
         model.config.problem_type = "single_label_classification"
         if fresh:
             self.head_modules = fresh
+        if self.options.train_pooler:
+            self.head_modules = _poolers(model) + [h for h in self.head_modules if h != "pooler"]
         return model
 
     def _logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
