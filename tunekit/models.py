@@ -75,3 +75,35 @@ def resolve_model(name: str) -> ResolvedModel:
     if not looks_like_hub_id:
         raise UsageError(sources.unknown_message(name).replace("; known", ", and no such folder exists; known", 1))
     return ResolvedModel(name, local=False)
+
+
+def save_plain_folder(model: Any, tokenizer: Any, target: Path) -> bool:
+    """Write ``model`` and ``tokenizer`` as an ordinary transformers folder at ``target``, atomically.
+
+    Any quantizer marker is dropped first: callers only pass models whose weights are plain float
+    tensors (dequantized GGUF, or a merged float model), and the marker would make ``save_pretrained``
+    refuse. The folder appears complete or not at all; an empty folder at ``target`` is replaced.
+    Returns False, writing nothing, when another process created ``target`` meanwhile.
+    """
+    import shutil
+    import tempfile
+
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        if target.exists():
+            shutil.rmtree(tmp)
+            return False
+        os.replace(tmp, target)
+        return True
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from tunekit.errors import UsageError
 from tunekit.hookspecs import hookimpl
-from tunekit.models import ResolvedModel
+from tunekit.models import ResolvedModel, save_plain_folder
 
 log = logging.getLogger(__name__)
 
@@ -78,23 +75,8 @@ class PackagedGGUF:
         folder, name = str(gguf_path.parent), gguf_path.name
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-        # The weights are already plain float tensors; the GGUF quantizer marker only blocks saving.
-        model.hf_quantizer = None
-        model.is_quantized = False
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-        try:
-            model.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-            if target.exists():  # another process finished first
-                shutil.rmtree(tmp)
-                return
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        # The weights are already plain float tensors (dequantized on load).
+        save_plain_folder(model, tokenizer, target)
 
 
 @hookimpl

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import click
@@ -21,6 +18,7 @@ from tunekit.errors import MethodError, UsageError
 def export(run_dir: str, output: str, dequantize: bool) -> None:
     """Merge a run's adapter into its base weights and save a plain model folder (loads without tunekit)."""
     from tunekit.merge import merged_float_model
+    from tunekit.models import save_plain_folder
     from tunekit.plugins import registries
     from tunekit.runner import load_run
 
@@ -36,20 +34,5 @@ def export(run_dir: str, output: str, dequantize: bool) -> None:
     method = registries().methods.get(loaded.config.method_name)
     # A method that trains the base weights (full fine-tuning) has nothing to merge.
     model = loaded.model if getattr(method, "trains_base_weights", False) else merged_float_model(loaded.model, loaded.applied)
-    if getattr(model, "hf_quantizer", None) is not None:  # the weights are float now; drop the marker
-        model.hf_quantizer = None
-        model.is_quantized = False
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        loaded.tokenizer.save_pretrained(tmp)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    save_plain_folder(model, loaded.tokenizer, out)  # the weights are float now
     console.print(f"wrote a merged model to {out}", highlight=False)
