@@ -51,8 +51,8 @@ def test_sst2_slice_on_minilm(tmp_path):
     dev = shared_data("sst2", "dev.tsv")
     out = tmp_path / "run"
     proc = tunekit("run", "--method", "full", "--task", "sequence-classification", "--model", "minilm-l6",
-                   "--data", str(train), "--val-data", str(dev), "--max-steps", "40", "--batch-size", "32",
-                   "--lr", "5e-5", "--set", "data.max_train_samples=2000", "--set", "data.max_eval_samples=300",
+                   "--data", str(train), "--val-data", str(dev), "--max-steps", "40", "--batch-size", "16",
+                   "--lr", "2e-4", "--set", "data.max_train_samples=2000", "--set", "data.max_eval_samples=300",
                    "--output", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "trainable params: 22,713,986 || all params: 22,713,986 || trainable%: 100.0000" in proc.stdout
