@@ -27,7 +27,7 @@ def test_yaml_then_flags_then_set(tmp_path):
 model: {name: minilm-l6}
 method: {name: lora, r: 4}
 training: {lr: 0.001, epochs: 3, batch_size: 8}
-data: {text_column: text}
+data: {train: reviews.csv, text_column: text}
 """)
     cfg = config.load(path, overrides_from_flags({"lr": 0.01, "epochs": None}), ["method.r=16", "data.text_column=sentence"])
     assert cfg.training.lr == 0.01  # flag beats YAML
@@ -36,6 +36,30 @@ data: {text_column: text}
     assert cfg.method == {"name": "lora", "r": 16}  # --set beats YAML
     assert cfg.data.text_column == "sentence"
     assert cfg.model.name == "minilm-l6"
+
+
+def test_the_demo_data_suggests_the_main_job_settings():
+    cfg = config.load()
+    assert cfg.method == {"name": "lora", "r": 16, "target_modules": "all-linear"}
+    assert cfg.training.lr == 2e-3 and cfg.training.batch_size == 8
+    assert cfg.data.validation == "demo-heldout" and cfg.training.load_best_at_end is False
+    assert cfg.task["system_prompt"]
+
+
+def test_user_settings_beat_the_dataset_suggestions(tmp_path):
+    path = write(tmp_path, "training: {batch_size: 4}\nmethod: {name: lora, target_modules: [q_proj]}\n")
+    cfg = config.load(path, overrides_from_flags({"lr": 1e-4}), ["task.max_new_tokens=10"])
+    assert cfg.training.batch_size == 4 and cfg.training.lr == 1e-4
+    assert cfg.method == {"name": "lora", "r": 16, "target_modules": ["q_proj"]}
+    assert cfg.task["max_new_tokens"] == 10 and cfg.task["system_prompt"]
+
+
+def test_suggestions_for_another_plugin_or_a_file_are_not_applied():
+    other = config.load(overrides={"method": {"name": "full"}, "task": {"name": "sequence-classification"}})
+    assert other.method == {"name": "full"} and other.task == {"name": "sequence-classification"}
+    assert other.training.lr is None  # the method's own default rate
+    plain = config.load(overrides={"data": {"train": "reviews.csv"}})
+    assert plain.method == {"name": "lora"} and plain.data.validation is None and plain.training.batch_size == 16
 
 
 def test_set_parses_yaml_scalars_and_lists():

@@ -1,6 +1,7 @@
 """The run configuration: typed sections loaded from YAML and overridden from the command line.
 
-Precedence, lowest first: the defaults below, the YAML file, the CLI flags, ``--set key.path=value``.
+Precedence, lowest first: the defaults below, the settings a named training dataset suggests (the
+bundled ``demo`` does), the YAML file, the CLI flags, ``--set key.path=value``.
 The ``method`` and ``task`` sections hold a ``name`` plus that plugin's own options, which are
 validated against the plugin's options dataclass once the plugin is known.
 """
@@ -210,6 +211,7 @@ def from_dict(tree: Mapping[str, Any]) -> RunConfig:
     unknown = [k for k in tree if k not in SECTIONS]
     if unknown:
         raise ConfigError(f"unknown config section {unknown[0]!r}; sections are {', '.join(sorted(SECTIONS))}.")
+    tree = with_suggestions(tree)
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(RunConfig):
         if f.name not in tree:
@@ -232,6 +234,35 @@ def from_dict(tree: Mapping[str, Any]) -> RunConfig:
                 raise ConfigError(f"config section {f.name!r} must be a mapping of keys.")
             kwargs[f.name] = opts.build(f.default_factory, value, where=f.name)  # type: ignore[arg-type]
     return RunConfig(**kwargs)
+
+
+def _chosen_name(tree: Mapping[str, Any], section: str) -> Any:
+    """The method or task name ``tree`` selects (given as a name or as a mapping with one), or the default."""
+    value = tree.get(section)
+    if isinstance(value, Mapping):
+        value = value.get("name")
+    return value if value is not None else getattr(RunConfig(), f"{section}_name")
+
+
+def with_suggestions(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """``tree`` with the named training dataset's suggested settings filled in below the user's own.
+
+    A suggested ``method`` or ``task`` section names the plugin its options are for, and is dropped
+    when the run selects another one.
+    """
+    from tunekit.data import suggested_settings
+
+    data = tree.get("data")
+    train = data.get("train", DataConfig().train) if isinstance(data, Mapping) else DataConfig().train
+    suggestion = suggested_settings(train, _chosen_name(tree, "method"))
+    for section in ("method", "task"):
+        offered = suggestion.get(section)
+        if isinstance(offered, Mapping) and offered.get("name") != _chosen_name(tree, section):
+            del suggestion[section]
+    if not suggestion:
+        return dict(tree)
+    user = {k: ({"name": v} if k in ("method", "task") and isinstance(v, str) else v) for k, v in tree.items()}
+    return merge(suggestion, user)
 
 
 def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,

@@ -5,6 +5,11 @@ A dataset format is any object with ``name``, ``description``, ``extensions`` (e
 index when ``data.header`` is false). ``detect(path) -> bool`` is optional, for formats that share an
 extension (SQuAD JSON vs plain JSON). Readers raise ``tunekit.errors.DataError`` naming the file (and
 line where it helps) for anything malformed.
+
+A format may also provide named datasets that need no file (its ``datasets`` attribute, e.g. ``demo``),
+with optional extras keyed by those names: ``heldout_companions`` (the held-out prompts that go with a
+dataset) and ``suggested_settings(name, method)`` (run settings that suit the dataset, used for every
+key the user leaves unset; see :func:`suggested_settings`).
 """
 
 from __future__ import annotations
@@ -39,6 +44,20 @@ def heldout_companion(name: str | None) -> str | None:
     """The held-out set that goes with the named dataset ``name`` (a format's ``heldout_companions``), if any."""
     fmt = named_dataset(name) if name else None
     return getattr(fmt, "heldout_companions", {}).get(name) if fmt is not None else None
+
+
+def suggested_settings(train: Any, method: Any) -> dict[str, Any]:
+    """Run settings that the named training dataset ``train`` suggests for ``method`` (a config tree).
+
+    They rank above tunekit's defaults and below everything the user gives (YAML, flags, ``--set``),
+    so the bundled ``demo`` data can make ``tunekit run --method lora`` a useful run without changing
+    the defaults every other dataset sees. Empty when ``train`` is a file or the format suggests nothing.
+    """
+    if not isinstance(train, str) or not isinstance(method, str):
+        return {}
+    fmt = named_dataset(train)
+    suggest = getattr(fmt, "suggested_settings", None)
+    return dict(suggest(train, method) or {}) if callable(suggest) else {}
 
 
 def read_dataset(path: str, data: Any) -> Any:
