@@ -9,6 +9,7 @@ validated against the plugin's options dataclass once the plugin is known.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ import yaml
 from tunekit import options as opts
 from tunekit.errors import ConfigError
 from tunekit.options import check, option
+
+log = logging.getLogger("tunekit.config")
 
 
 @dataclass
@@ -262,7 +265,21 @@ def with_suggestions(tree: Mapping[str, Any]) -> dict[str, Any]:
     if not suggestion:
         return dict(tree)
     user = {k: ({"name": v} if k in ("method", "task") and isinstance(v, str) else v) for k, v in tree.items()}
+    used = [f"{key}={value}" for key, value in _flat(suggestion) if key not in dict(_flat(user))
+            and not key.endswith(".name")]
+    if used:
+        log.info("data %r suggests %s (your own settings win)", train, ", ".join(used))
     return merge(suggestion, user)
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.extend(_flat(value, f"{prefix}{key}."))
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
 
 
 def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
