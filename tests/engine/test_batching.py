@@ -52,3 +52,21 @@ def test_length_grouping_cuts_padding_and_stays_random():
 def test_single_example_on_two_processes_is_repeated_rather_than_empty():
     plans = [BatchPlan(1, 4, 0, world_size=2, rank=r) for r in range(2)]
     assert plans[0].epoch_batches(0) == [[0]] and plans[1].epoch_batches(0) == [[0]]
+
+
+def test_evaluation_is_batched_by_length_only_when_the_job_allows_it():
+    from types import SimpleNamespace
+
+    from tunekit.engine.loop import _Trainer
+
+    lengths = [5, 1, 4, 2, 3]
+    data = [{"input_ids": list(range(n))} for n in lengths]
+
+    def batches(order_free: bool) -> list[list[int]]:
+        job = SimpleNamespace(eval_dataset=data, collate=lambda feats: [len(f["input_ids"]) for f in feats],
+                              eval_order_free=order_free)
+        trainer = SimpleNamespace(job=job, cfg=SimpleNamespace(batch_size=2), device="cpu")
+        return list(_Trainer._eval_batches(trainer))
+
+    assert batches(False) == [[5, 1], [4, 2], [3]]  # question answering maps results back by position
+    assert batches(True) == [[1, 2], [3, 4], [5]]

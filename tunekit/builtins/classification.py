@@ -71,6 +71,7 @@ class ClassificationJob:
 
     metric_for_best = "eval_accuracy"
     greater_is_better = True
+    eval_order_free = True  # metrics aggregate over all examples: evaluation may batch them by length
 
     def __init__(self, tokenizer: Any, options: ClassificationOptions, labels: list[str],
                  text_column: str | None, pair_column: str | None, label_column: str | None) -> None:

@@ -48,6 +48,7 @@ class TokenClassificationJob:
 
     metric_for_best = "eval_f1"
     greater_is_better = True
+    eval_order_free = True  # metrics aggregate over all examples: evaluation may batch them by length
 
     def __init__(self, tokenizer: Any, options: TokenClassificationOptions, labels: list[str],
                  token_column: str | None, tag_column: str | None) -> None:

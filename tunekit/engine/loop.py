@@ -34,7 +34,7 @@ from torch import nn
 
 from tunekit.config import TrainingConfig
 from tunekit.engine import checkpoint as ckpt
-from tunekit.engine.batching import BatchPlan, lengths_of
+from tunekit.engine.batching import BatchPlan, example_length, lengths_of
 from tunekit.engine.events import Listeners
 from tunekit.engine.frozen_cache import build_frozen_cache
 from tunekit.engine.metrics_log import MetricsLog
@@ -441,11 +441,14 @@ class _Trainer:
         return data is not None and len(data) > 0
 
     def _eval_batches(self) -> Iterator[dict[str, Any]]:
+        """Evaluation batches; sorted by length (less padding) when the job's metrics ignore the order."""
         data = self.job.eval_dataset
         size = self.cfg.batch_size
-        for start in range(0, len(data), size):
-            yield to_device(self.job.collate([data[i] for i in range(start, min(start + size, len(data)))]),
-                            self.device)
+        order = list(range(len(data)))
+        if getattr(self.job, "eval_order_free", False):
+            order.sort(key=lambda i: example_length(data[i]))
+        for start in range(0, len(order), size):
+            yield to_device(self.job.collate([data[i] for i in order[start:start + size]]), self.device)
 
     def _evaluate(self) -> dict[str, float]:
         metrics: dict[str, float] | None = None

@@ -58,6 +58,7 @@ class CausalLMJob:
 
     metric_for_best = "eval_loss"
     greater_is_better = False
+    eval_order_free = True  # metrics aggregate over all examples: evaluation may batch them by length
 
     def __init__(self, tokenizer: Any, options: CausalLMOptions, template: str,
                  prompt_column: str | None = None, response_column: str | None = None) -> None:
