@@ -29,7 +29,7 @@ PAIRS = [
 
 def sizes(quick: bool, scale: float = 1.0) -> dict[str, Any]:
     return {"train": 64, "dev": 64, "batch_size": 32, "epochs": EPOCHS} if quick else \
-        {"train": round(1000 * scale), "dev": 872, "batch_size": 32, "epochs": EPOCHS}
+        {"train": round(700 * scale), "dev": 872, "batch_size": 32, "epochs": EPOCHS}
 
 
 SETUPS = {"tunekit": tunekit_setup, "hf": hf_setup}

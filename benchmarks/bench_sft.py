@@ -59,6 +59,7 @@ def eval_loss(model: Any, tokenizer: Any, features: list[dict[str, list[int]]], 
 
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     total, count = 0.0, 0
+    features = sorted(features, key=lambda f: len(f["input_ids"]))  # a sum over tokens: order-free, less padding
     was_training = model.training
     model.eval()
     with torch.no_grad():
