@@ -265,8 +265,8 @@ def with_suggestions(tree: Mapping[str, Any]) -> dict[str, Any]:
     if not suggestion:
         return dict(tree)
     user = {k: ({"name": v} if k in ("method", "task") and isinstance(v, str) else v) for k, v in tree.items()}
-    used = [f"{key}={value}" for key, value in _flat(suggestion) if key not in dict(_flat(user))
-            and not key.endswith(".name")]
+    given = {key for key, _ in _flat(user)}
+    used = [f"{key}={value}" for key, value in _flat(suggestion) if key not in given and not key.endswith(".name")]
     if used:
         log.info("data %r suggests %s (your own settings win)", train, ", ".join(used))
     return merge(suggestion, user)
