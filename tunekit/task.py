@@ -9,7 +9,8 @@ A task is any object with (a ``typing.Protocol``; no base class to inherit):
   (what ``TaskJob.save`` wrote), with no training data, for ``eval``, ``predict``, ``generate``.
 
 The engine only ever sees a ``TaskJob``. A task knows tokenizers, heads, batches and metrics; it never
-knows which method is applied.
+knows which method is applied. The optional attributes of a job the core reads are declared, with
+their defaults, in ``JOB_OPTIONAL`` (docs/plugins.md lists the same table).
 """
 
 from __future__ import annotations
@@ -23,6 +24,19 @@ import torch
 from torch import nn
 
 from tunekit.models import ResolvedModel
+from tunekit.protocols import OptionalAttr
+
+JOB_OPTIONAL: dict[str, OptionalAttr] = {
+    "eval_order_free": OptionalAttr(False, "True when the metrics do not depend on the order of the examples: the "
+                                    "engine then batches evaluation by length (less padding). Leave it unset when "
+                                    "`evaluate` maps results back by position, as question answering does"),
+    "options": OptionalAttr(None, "the task's parsed options; `predict`/`generate` flags such as `--max-new-tokens` "
+                            "set the field of the same name and are refused when there is none"),
+    "generate": OptionalAttr(None, "`generate(model, items, streamer=None) -> list[str]`: answers for prompts; "
+                             "`tunekit generate`, `tunekit chat` and held-out scoring need it (causal-lm has it); "
+                             "absent means those commands refuse the run", callable=True),
+}
+"""Optional attributes of a ``TaskJob``: name -> default and meaning (the one declaration of them)."""
 
 
 @dataclass
@@ -40,9 +54,13 @@ class TaskContext:
 @runtime_checkable
 class TaskJob(Protocol):
     head_modules: list[str]
-    """Module names created fresh for this task (the head); they stay trainable and are saved with the method.
+    """Module names this task trains: the head created fresh for it, plus any pretrained module the task trains
+    with the head (sequence classification lists an encoder's ``pooler`` when ``task.train_pooler`` is on).
 
-    Before ``build_model`` this may be a guess (names a quantizer must skip); after it, the exact list.
+    They stay trainable whatever the method, are saved with the method's weights, and are kept out of
+    quantization (``--quantize int8`` loads them in float; a leaf name such as ``pooler`` covers the module and
+    everything beneath it). Before ``build_model`` this may be a guess by leaf name (what a quantizer must skip);
+    after it, the exact full names.
     """
 
     metric_for_best: str

@@ -12,7 +12,7 @@ from tunekit.errors import MethodError
 from tunekit.merge import merged_float_model
 from tunekit.method import count_parameters, float_modules, make_options
 from tunekit.plugins import registries
-from tunekit.testing import outputs, perturb, sample_inputs, tiny_llama
+from tunekit.testing import outputs, perturb, sample_inputs, tiny_bert, tiny_llama
 
 pytest.importorskip("bitsandbytes")
 
@@ -40,7 +40,62 @@ def _quantized(model):
 def test_quantizer_kwargs():
     kwargs = registries().quantizers.get("int8").load_kwargs(["classifier"])
     config = kwargs["quantization_config"]
-    assert config.load_in_8bit and config.llm_int8_skip_modules == ["classifier"]
+    assert config.load_in_8bit and config.llm_int8_skip_modules[0] == "classifier"
+
+
+def test_skip_patterns_cover_the_linear_layers_inside_a_skipped_module():
+    from transformers.quantizers.quantizers_utils import should_convert_module
+
+    from tunekit.builtins.int8 import skip_patterns
+
+    patterns = skip_patterns(["pooler", "bert.pooler", "classifier", r".*layer\.1"])
+    assert patterns.count("pooler") == 1 and r".*layer\.1" in patterns and len(patterns) == 7
+    for name in ("bert.pooler.dense", "classifier", "classifier.dense", "roberta.encoder.layer.1.output.dense"):
+        assert not should_convert_module(name, patterns), name
+    for name in ("bert.encoder.layer.0.attention.self.query", "bert.encoder.layer.11.output.dense", "pooler_x.dense"):
+        assert should_convert_module(name, patterns), name
+
+
+FROZEN_BASE = [("feature-extraction", {}), ("freeze", {"trainable_layers": 1}), ("houlsby", {"reduction_factor": 8}),
+               ("pfeiffer", {}), ("lora", {"r": 4}), ("prefix-tuning", {"num_virtual_tokens": 3})]
+
+
+@pytest.fixture(scope="module")
+def bert_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tiny_bert("cls", hidden_size=64, intermediate_size=96).save_pretrained(str(folder))
+    return folder
+
+
+@pytest.mark.parametrize(("name", "options"), FROZEN_BASE)
+@pytest.mark.parametrize("keep", [["classifier", "pooler"], ["bert.pooler", "classifier"]])
+def test_bert_classification_trains_its_pooler_under_int8(bert_folder, name, options, keep):
+    """The task's pooler and head stay float whatever the method, and the trainable count matches the float run."""
+    from transformers import BertForSequenceClassification
+
+    method = registries().methods.get(name)
+    parsed = make_options(method, options)
+    counts = []
+    for quantize in (False, True):
+        info = arch_info(BertForSequenceClassification.from_pretrained(str(bert_folder)))
+        skip = [*keep, *float_modules(method, info, parsed)]
+        kwargs = registries().quantizers.get("int8").load_kwargs(skip) if quantize else {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = BertForSequenceClassification.from_pretrained(str(bert_folder), **kwargs)
+        assert bool(_quantized(model)) == quantize
+        assert not any(n.startswith(("bert.pooler", "classifier")) for n in _quantized(model))
+        method.apply(model, parsed, ["bert.pooler", "classifier"])
+        counts.append(count_parameters(model)[0])
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loss = model(**sample_inputs(model)).logits.float().pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        assert torch.isfinite(loss)
+        assert model.bert.pooler.dense.weight.grad is not None
+    assert counts[0] == counts[1]
 
 
 @pytest.mark.parametrize(
