@@ -34,6 +34,38 @@ def _peft_load(factory, folder):
         return peft.PeftModel.from_pretrained(factory(), str(folder)).eval()
 
 
+# transformers 5.24 renamed the models' cache argument from ``past_key_values`` to ``cache``. PEFT releases that
+# still pass ``past_key_values`` cannot run prefix tuning there: classification models refuse it outright, and
+# ``generate`` drops PEFT's prefixes in favour of the cache it creates itself. These two probes recognise exactly
+# those failures, so the interop tests report the upstream gap instead of failing, and pass again once PEFT adapts.
+PEFT_CACHE_REFUSAL = "Model does not support past key values which are required for prefix tuning."
+PEFT_CACHE_IGNORED = "Both `past_key_values` and `cache` are set"
+
+
+def _upstream_gap(what: str) -> str:
+    import transformers
+
+    return (f"PEFT {peft.__version__} cannot {what} on transformers {transformers.__version__}: it passes "
+            "`past_key_values`, which this transformers release renamed to `cache` (a PEFT limitation, not tunekit's)")
+
+
+def _peft_outputs(peft_model, inputs):
+    try:
+        return outputs(peft_model, inputs)
+    except ValueError as exc:
+        if str(exc) == PEFT_CACHE_REFUSAL:
+            pytest.xfail(_upstream_gap("run prefix tuning on this model"))
+        raise
+
+
+def _peft_generate(peft_model, inputs, **kwargs):
+    """PEFT's generation, and whether transformers said it ignored PEFT's ``past_key_values``."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        result = peft_model.generate(**inputs, **kwargs)
+    return result, any(PEFT_CACHE_IGNORED in str(w.message) for w in seen)
+
+
 @pytest.mark.parametrize(
     ("model", "method", "options"),
     [
@@ -56,7 +88,7 @@ def test_tunekit_adapter_loads_in_peft(model, method, options, tmp_path):
     expected = outputs(m, inputs)
     applied.save(tmp_path)
     peft_model = _peft_load(factory, tmp_path)
-    torch.testing.assert_close(outputs(peft_model, inputs), expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(_peft_outputs(peft_model, inputs), expected, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("model", ["gpt2-lm", "llama-lm"])
@@ -69,7 +101,9 @@ def test_prefix_generation_matches_peft(model, tmp_path):
     inputs = sample_inputs(m, batch=2, length=5)
     kwargs = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": 0}
     ours = m.generate(**inputs, **kwargs)
-    theirs = peft_model.generate(**inputs, **kwargs)
+    theirs, prefixes_dropped = _peft_generate(peft_model, inputs, **kwargs)
+    if prefixes_dropped and not torch.equal(ours, theirs):
+        pytest.xfail(_upstream_gap("generate with prefix tuning"))
     assert torch.equal(ours, theirs)
 
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from tunekit import adapter_files
 from tunekit import arch as archmod
-from tunekit.builtins.prefix_tuning.encoder import PrefixEncoder, PrefixInjector
+from tunekit.builtins.prefix_tuning.encoder import CACHE_ARGUMENTS, PrefixEncoder, PrefixInjector
 from tunekit.builtins.prefix_tuning.options import PrefixTuningOptions
 from tunekit.errors import CheckpointError, ConfigError, MethodError
 from tunekit.hookspecs import hookimpl
@@ -95,7 +95,7 @@ class AppliedPrefix(AppliedMethod):
 
 def _accepts_cache(model: nn.Module) -> bool:
     params = inspect.signature(model.forward).parameters
-    return "past_key_values" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return bool(set(CACHE_ARGUMENTS) & set(params)) or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
 class PrefixTuning:
@@ -111,7 +111,7 @@ class PrefixTuning:
         info = archmod.arch_info(model)  # MethodError for architectures without known attention layout
         if not _accepts_cache(model) or hasattr(model, ATTRIBUTE):
             raise MethodError(
-                f"{type(model).__name__} cannot take key/value prefixes (no past_key_values input, or prefixes "
+                f"{type(model).__name__} cannot take key/value prefixes (no key/value cache input, or prefixes "
                 "already applied); use lora or an adapter method with this model."
             )
         keep = resolve_modules(model, keep_trainable)

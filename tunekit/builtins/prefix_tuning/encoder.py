@@ -5,7 +5,8 @@ key/value, head, dim: PEFT's ``prompt_embeddings`` layout). Keys and values have
 so grouped-query attention (Llama with fewer kv heads) works.
 
 Injection: a forward pre-hook on the top-level model puts the prefixes into a ``transformers``
-``DynamicCache`` passed as ``past_key_values`` (an empty cache that ``generate`` created is filled in
+``DynamicCache`` passed as the model's cache argument (``cache`` from transformers 5.24, ``past_key_values``
+before) (an empty cache that ``generate`` created is filled in
 place, so generation continues from it), prepends ones for the prefix to a 2-D attention mask, and
 shifts explicit ``position_ids`` by ``num_virtual_tokens``. The model then offsets its positions by
 the cache length, as it does for any past. This mirrors what PEFT feeds the model, so adapters behave
@@ -53,6 +54,20 @@ class PrefixEncoder(nn.Module):
         return [(kv[2 * i], kv[2 * i + 1]) for i in range(self.layers)]
 
 
+# transformers 5.24 renamed the forward argument ``past_key_values`` to ``cache`` (the old name is still
+# accepted, but ignored when ``generate`` also passes the new one); earlier releases know only the old name.
+CACHE_ARGUMENTS = ("cache", "past_key_values")
+
+
+def cache_argument(module: nn.Module, kwargs: dict[str, Any]) -> str:
+    """The keyword under which ``module.forward`` takes its key/value cache in this call."""
+    for name in CACHE_ARGUMENTS:
+        if kwargs.get(name) is not None:
+            return name
+    params = inspect.signature(module.forward).parameters
+    return next((name for name in CACHE_ARGUMENTS if name in params), "past_key_values")
+
+
 class PrefixInjector:
     """The forward pre-hook (``with_kwargs=True``) that adds the prefixes to every call of the model."""
 
@@ -72,13 +87,14 @@ class PrefixInjector:
             return args, kwargs
         batch, length = source.shape[0], source.shape[1]
         n = self.encoder.tokens
-        cache = kwargs.get("past_key_values")
+        slot = cache_argument(module, kwargs)
+        cache = kwargs.get(slot)
         if cache is None or (isinstance(cache, Cache) and cache.get_seq_length() == 0):
             cache = cache if isinstance(cache, Cache) else DynamicCache()
             dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32)
             for layer, (key, value) in enumerate(self.encoder.per_layer(batch, dtype)):
                 cache.update(key, value, layer)
-            kwargs["past_key_values"] = cache
+            kwargs[slot] = cache
         past = cache.get_seq_length()
         mask = kwargs.get("attention_mask")
         if isinstance(mask, torch.Tensor) and mask.dim() == 2 and mask.shape[1] + n == past + length:
