@@ -13,24 +13,41 @@ import logging
 import sys
 import textwrap
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tunekit import plugins
-from tunekit.errors import PluginError, UnknownNameError
+from tunekit.errors import UnknownNameError
 from tunekit.hookspecs import hookimpl
 
 _counter = itertools.count()
 
 
+@dataclass
+class NoOptions:
+    """No options."""
+
+
 class FakeMethod:
-    """Just enough of a method for the registry (the registry only needs a name and a description)."""
+    """Every required member of ``tunekit.method.Method``, doing nothing (the loader checks they exist)."""
+
+    options_class = NoOptions
 
     def __init__(self, name: str, description: str = "A test method.") -> None:
         self.name = name
         self.description = description
+
+    def apply(self, model: Any, options: Any, keep_trainable: Any = ()) -> Any:
+        raise NotImplementedError
+
+    def expected_trainable(self, arch: Any, options: Any) -> int:
+        return 0
+
+    def load(self, model: Any, folder: Any) -> Any:
+        raise NotImplementedError
 
 
 class MethodPlugin:
@@ -91,11 +108,27 @@ def site(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
 
 
 GOOD = """
+from dataclasses import dataclass
+
 from tunekit.hookspecs import hookimpl
+
+@dataclass
+class Options:
+    pass
 
 class M:
     name = "{name}"
     description = "Method from a test distribution."
+    options_class = Options
+
+    def apply(self, model, options, keep_trainable=()):
+        raise NotImplementedError
+
+    def expected_trainable(self, arch, options):
+        return 0
+
+    def load(self, model, folder):
+        raise NotImplementedError
 
 @hookimpl
 def register_methods(register):
@@ -193,16 +226,20 @@ def test_malformed_hookimpl_is_a_failure_not_a_crash(use_plugins: Any) -> None:
     assert "fine" in regs.methods and "never" not in regs.methods
 
 
-def test_collision_between_in_process_plugins_names_both(use_plugins: Any) -> None:
+def test_collision_between_in_process_plugins_fails_the_second_and_names_both(use_plugins: Any) -> None:
     class First(MethodPlugin):
         pass
 
     class Second(MethodPlugin):
         pass
 
-    with pytest.raises(PluginError) as info:
-        use_plugins(First("twin"), Second("twin"))
-    assert "'First'" in str(info.value) and "'Second'" in str(info.value)
+    regs = use_plugins(First("twin"), Second("twin", "second-only"))
+    st = status(regs, "Second")
+    assert st.state == "failed"
+    assert "'First'" in st.error and "'Second'" in st.error and "PluginCollisionError" in st.error
+    assert status(regs, "First").state == "loaded"
+    assert regs.methods.entry("twin").provider.plugin == "First"
+    assert "second-only" not in regs.methods  # nothing of the failed plugin stays
 
 
 # --- installed distributions found through entry points ------------------------------------------------
@@ -268,11 +305,14 @@ def test_entry_point_plugin_raising_in_its_hook_names_its_distribution(
 def test_collision_between_distributions_names_both_with_versions(site: Any, use_plugins: Any) -> None:
     site("tunekit-one", "1.0", GOOD.format(name="same-name"))
     site("tunekit-two", "2.0", GOOD.format(name="same-name"))
-    with pytest.raises(PluginError) as info:
-        use_plugins()
-    message = str(info.value)
+    regs = use_plugins()
+    failed = [p for p in regs.plugins if p.state == "failed"]
+    assert len(failed) == 1, [(p.name, p.error) for p in failed]
+    message = failed[0].error
     assert "tunekit-one 1.0" in message and "tunekit-two 2.0" in message
     assert "method 'same-name'" in message
+    kept = regs.methods.entry("same-name").provider.distribution
+    assert kept != failed[0].distribution and {kept, failed[0].distribution} == {"tunekit-one", "tunekit-two"}
 
 
 def test_two_distributions_with_the_same_plugin_name_report_the_second(site: Any, use_plugins: Any) -> None:
@@ -408,18 +448,3 @@ def test_methods_command_lists_a_plugin_method_with_provider_and_version(
     assert "Method from a test distribution." in line
 
 
-def test_cli_turns_a_collision_into_one_error_line(
-    site: Any, use_plugins: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from tunekit import cli as cli_module
-
-    site("tunekit-left", "1.0", GOOD.format(name="clash"))
-    site("tunekit-right", "1.0", GOOD.format(name="clash"))
-    monkeypatch.setattr(plugins, "_current", None)  # the CLI loads the plugins itself
-    monkeypatch.setattr(cli_module.err_console, "width", 400)
-    with pytest.raises(SystemExit) as info:
-        cli_module.main(["methods"])
-    assert info.value.code == 1
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1
-    assert "tunekit-left" in err and "tunekit-right" in err and "TUNEKIT_DISABLE_PLUGINS" in err

@@ -229,7 +229,7 @@ def from_dict(tree: Mapping[str, Any]) -> RunConfig:
             value = {**default, **value} if "name" not in value else dict(value)
             if not isinstance(value.get("name"), str):
                 raise ConfigError(f"{f.name}.name must be a string.")
-            kwargs[f.name] = value
+            kwargs[f.name] = _typed_options(f.name, value)
         else:
             if value is None:
                 value = {}
@@ -237,6 +237,32 @@ def from_dict(tree: Mapping[str, Any]) -> RunConfig:
                 raise ConfigError(f"config section {f.name!r} must be a mapping of keys.")
             kwargs[f.name] = opts.build(f.default_factory, value, where=f.name)  # type: ignore[arg-type]
     return RunConfig(**kwargs)
+
+
+def _typed_options(section: str, value: dict[str, Any]) -> dict[str, Any]:
+    """The ``method``/``task`` mapping with each option converted to its declared type, when the plugin is known.
+
+    So ``--set method.target_modules=query,value`` is recorded in ``config.yaml`` as the list it means.
+    A value that does not convert is left as given: building the options reports it with its context.
+    """
+    import typing
+
+    from tunekit.plugins import registries
+
+    registry = registries().methods if section == "method" else registries().tasks
+    cls = getattr(registry.get(value["name"]), "options_class", None) if value["name"] in registry else None
+    try:
+        hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
+    except Exception:  # a plugin's annotations that cannot be resolved: keep the values as given
+        return value
+    out = dict(value)
+    for key, given in value.items():
+        if key != "name" and key in hints:
+            try:
+                out[key] = opts.coerce(given, hints[key], f"{section}.{key}")
+            except ConfigError:
+                pass
+    return out
 
 
 def _chosen_name(tree: Mapping[str, Any], section: str) -> Any:

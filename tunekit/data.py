@@ -19,6 +19,18 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from tunekit.errors import DataError
+from tunekit.protocols import OptionalAttr, optional
+
+FORMAT_OPTIONAL: dict[str, OptionalAttr] = {
+    "detect": OptionalAttr(None, "`detect(path) -> bool`: for formats sharing an extension (SQuAD JSON and plain "
+                           "JSON), True when this format reads the file; absent means the format takes every file "
+                           "with its extensions that no detecting format claimed", callable=True),
+    "datasets": OptionalAttr((), "names (such as `demo`) this format reads without a file"),
+    "heldout_companions": OptionalAttr({}, "a mapping from one of `datasets` to the name of its held-out prompts"),
+    "suggested_settings": OptionalAttr(None, "`suggested_settings(name, method) -> dict`: run settings that suit "
+                                       "the named dataset for that method", callable=True),
+}
+"""Optional attributes of a ``DatasetFormat``: name -> default and meaning (the one declaration of them)."""
 
 
 @runtime_checkable
@@ -35,7 +47,7 @@ def named_dataset(name: str) -> Any | None:
     from tunekit.plugins import registries
 
     for entry in registries().dataset_formats:
-        if name in getattr(entry.obj, "datasets", ()):
+        if name in optional(entry.obj, "datasets", FORMAT_OPTIONAL):
             return entry.obj
     return None
 
@@ -43,7 +55,7 @@ def named_dataset(name: str) -> Any | None:
 def heldout_companion(name: str | None) -> str | None:
     """The held-out set that goes with the named dataset ``name`` (a format's ``heldout_companions``), if any."""
     fmt = named_dataset(name) if name else None
-    return getattr(fmt, "heldout_companions", {}).get(name) if fmt is not None else None
+    return optional(fmt, "heldout_companions", FORMAT_OPTIONAL).get(name) if fmt is not None else None
 
 
 def suggested_settings(train: Any, method: Any) -> dict[str, Any]:
@@ -56,7 +68,7 @@ def suggested_settings(train: Any, method: Any) -> dict[str, Any]:
     if not isinstance(train, str) or not isinstance(method, str):
         return {}
     fmt = named_dataset(train)
-    suggest = getattr(fmt, "suggested_settings", None)
+    suggest = optional(fmt, "suggested_settings", FORMAT_OPTIONAL)
     return dict(suggest(train, method) or {}) if callable(suggest) else {}
 
 

@@ -14,7 +14,9 @@ import torch
 from torch import nn
 
 from tunekit.errors import MethodError
+from tunekit.method import APPLIED_OPTIONAL
 from tunekit.method_base import is_quantized_linear, replace_module
+from tunekit.protocols import optional
 
 
 def dequantized_weight(module: nn.Module) -> torch.Tensor:
@@ -65,14 +67,14 @@ def merged_float_model(model: nn.Module, applied: Any) -> nn.Module:
 
     Raises MethodError for methods that cannot be merged (bottleneck adapters, prefix tuning).
     """
-    if not getattr(applied, "supports_merge", False):
+    if not optional(applied, "supports_merge", APPLIED_OPTIONAL):
         raise MethodError(
-            f"method {getattr(applied, 'method', '?')!r} cannot be merged into the base weights; save the "
-            "adapter and load it on top of the base model instead."
+            f"method {optional(applied, 'method', APPLIED_OPTIONAL)!r} cannot be merged into the base weights; save "
+            "the adapter and load it on top of the base model instead."
         )
     dequantize_model(model)
     applied.merge()
-    unload = getattr(applied, "unload", None)
+    unload = optional(applied, "unload", APPLIED_OPTIONAL)
     if callable(unload):
         unload()
     return model

@@ -15,14 +15,13 @@ A method is any object with these attributes (a ``typing.Protocol``; no base cla
 
 ``Applied`` (what ``apply`` returns) knows what it changed and how to save, merge and unmerge.
 
-Optional attributes of a method (read with ``getattr`` and these defaults, so a plugin may omit them):
+Optional attributes of a method and of ``Applied`` are declared once, with their defaults, in
+``METHOD_OPTIONAL`` and ``APPLIED_OPTIONAL`` below; the core reads them with
+``tunekit.protocols.optional`` and docs/plugins.md lists the same tables (a test keeps them in sync).
 
-- ``trains_base_weights`` (False): True when pretrained weights themselves train (``full``); the runner
-  refuses such a method on a quantized base;
-- ``supports_merge`` (False): ``Applied.merge``/``unmerge`` fold the method into the base weights;
-- ``identity_at_init`` (True): at initialisation the model computes exactly what the base model does;
-- ``float_modules(arch, options) -> list[str]``: regexes (matched from the start of a module's qualified
-  name, as ``llm_int8_skip_modules`` does) of pretrained modules that train and so must not be quantized.
+Conventions: a method that wraps a pretrained module keeps the wrapped module as the attribute
+``base_layer`` of its wrapper (as PEFT does), so ``<name>.base_layer`` is the pretrained weight and
+other tools (merging, int8 handling, ``tunekit.arch``) can still find it.
 """
 
 from __future__ import annotations
@@ -37,6 +36,36 @@ from torch import nn
 
 from tunekit import options as opts
 from tunekit.errors import MethodError
+from tunekit.protocols import OptionalAttr, optional
+
+METHOD_OPTIONAL: dict[str, OptionalAttr] = {
+    "default_lr": OptionalAttr(2e-4, "the learning rate used when `training.lr` is not set"),
+    "trains_base_weights": OptionalAttr(False, "True when pretrained weights themselves train (`full`): the run "
+                                        "refuses a quantized base, and `export` writes the trained model as it is"),
+    "trains_in_place": OptionalAttr(False, "True when the method leaves no separate update to merge (it only "
+                                    "unfreezes modules: `freeze`, `feature-extraction`, `full`): `tunekit export` "
+                                    "writes the trained model as it is; implied by `trains_base_weights`"),
+    "supports_merge": OptionalAttr(False, "`Applied.merge`/`unmerge` fold the method into the base weights, so "
+                                   "`tunekit export` can write a merged model"),
+    "identity_at_init": OptionalAttr(True, "right after `apply` the model computes exactly what the base model does "
+                                     "(the conformance kit checks it)"),
+    "float_modules": OptionalAttr(None, "`float_modules(arch, options) -> list[str]`: regexes (matched from the start "
+                                  "of a qualified module name, as `llm_int8_skip_modules` does) of pretrained modules "
+                                  "that train and so must not be quantized; absent means none", callable=True),
+}
+"""Optional attributes of a ``Method``: name -> default and meaning (the one declaration of them)."""
+
+APPLIED_OPTIONAL: dict[str, OptionalAttr] = {
+    "new_parameters": OptionalAttr(None, "names of the parameters the method created: the engine trains them at "
+                                   "`training.lr` and pretrained ones that train at `training.backbone_lr`; absent "
+                                   "means the engine tells them apart by comparing with the base model"),
+    "supports_merge": OptionalAttr(False, "True when `merge()` works; `tunekit export` refuses to merge otherwise"),
+    "unload": OptionalAttr(None, "`unload()`: after `merge()`, put the plain pretrained modules back in place of the "
+                           "method's wrappers (used when exporting a merged model); absent means nothing to undo",
+                           callable=True),
+    "method": OptionalAttr("?", "the method's name, used in error messages"),
+}
+"""Optional attributes of an ``Applied``: name -> default and meaning."""
 
 
 @runtime_checkable
@@ -139,12 +168,19 @@ def apply_method(
 
 
 def method_flag(method: Any, name: str) -> bool:
-    """An optional boolean attribute of a method, with the defaults documented above."""
-    defaults = {"trains_base_weights": False, "supports_merge": False, "identity_at_init": True}
-    return bool(getattr(method, name, defaults[name]))
+    """An optional boolean attribute of a method, with its default from ``METHOD_OPTIONAL``."""
+    if name == "trains_in_place":
+        return trains_in_place(method)
+    return bool(optional(method, name, METHOD_OPTIONAL))
+
+
+def trains_in_place(method: Any) -> bool:
+    """True when the trained model is the result as it stands (nothing separate to merge before export)."""
+    return bool(optional(method, "trains_in_place", METHOD_OPTIONAL) or
+                optional(method, "trains_base_weights", METHOD_OPTIONAL))
 
 
 def float_modules(method: Any, arch: Any, options: Any) -> list[str]:
     """Module-name regexes the method needs in full precision (empty when it has no ``float_modules``)."""
-    fn = getattr(method, "float_modules", None)
+    fn = optional(method, "float_modules", METHOD_OPTIONAL)
     return list(fn(arch, options)) if callable(fn) else []

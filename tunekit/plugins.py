@@ -2,8 +2,11 @@
 
 Built-in plugins are the modules and packages directly inside ``tunekit.builtins``; they are found by
 scanning that package, so this module names none of them. Third-party plugins are modules named by
-entry points in the ``tunekit`` group. A plugin that fails to import or raises inside a hook is
-recorded (and logged once) and the others keep working.
+entry points in the ``tunekit`` group. A plugin that fails to import, implements a hook no
+specification declares (a misspelt name), registers an object lacking a required member of its
+protocol, registers a name an earlier plugin already has (built-ins load first, so a built-in is kept)
+or raises inside a hook is marked failed (logged once, with its traceback kept for ``--debug``) and
+the others keep working.
 
 Environment:
   TUNEKIT_DISABLE_PLUGINS  comma-separated plugin or distribution names to skip.
@@ -13,11 +16,13 @@ Environment:
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.metadata as md
 import logging
 import os
 import pkgutil
+import traceback
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -25,7 +30,8 @@ from typing import Any
 import pluggy
 
 from tunekit import hookspecs
-from tunekit.errors import PluginCollisionError, PluginError
+from tunekit.errors import PluginError
+from tunekit.protocols import missing_members, protocol_members
 from tunekit.registry import Provider, Registry
 
 log = logging.getLogger("tunekit.plugins")
@@ -42,10 +48,19 @@ HOOKS = {
     "register_quantizers": ("quantizers", "quantizer", "--quantize"),
 }
 
+# registry attribute -> "module:Protocol" every registered object is checked against (imported when loading)
+PROTOCOLS = {
+    "methods": "tunekit.method:Method",
+    "tasks": "tunekit.task:Task",
+    "dataset_formats": "tunekit.data:DatasetFormat",
+    "model_sources": "tunekit.models:ModelSource",
+    "quantizers": "tunekit.models:Quantizer",
+}
+
 
 @dataclass
 class PluginStatus:
-    """What happened to one plugin: loaded, failed (with the error) or blocked."""
+    """What happened to one plugin: loaded, failed (with the error and its traceback) or blocked."""
 
     name: str
     distribution: str
@@ -53,6 +68,8 @@ class PluginStatus:
     state: str  # "loaded" | "failed" | "blocked"
     error: str = ""
     builtin: bool = False
+    traceback: str = ""
+    """The formatted traceback of a failure (``tunekit --debug plugins`` prints it)."""
 
 
 @dataclass
@@ -70,6 +87,10 @@ class Registries:
     @property
     def failures(self) -> list[PluginStatus]:
         return [p for p in self.plugins if p.state == "failed"]
+
+    def taken(self, name: str) -> list[str]:
+        """The kinds (``method``, ``task``, ...) under which ``name`` is registered already."""
+        return [getattr(self, attr).kind for attr, _kind, _flag in HOOKS.values() if name in getattr(self, attr)]
 
 
 def _names(var: str) -> set[str] | None:
@@ -98,86 +119,161 @@ def new_plugin_manager() -> pluggy.PluginManager:
 
 
 def load(extra_plugins: list[Any] | None = None) -> Registries:
-    """Load built-in and installed plugins (plus ``extra_plugins``) and fill fresh registries."""
-    pm = new_plugin_manager()
-    out = Registries(pm=pm)
-    disabled = _names("TUNEKIT_DISABLE_PLUGINS") or set()
-    allowed = _names("TUNEKIT_LOAD_PLUGINS")
-    providers: dict[str, PluginStatus] = {}
-    version = _tunekit_version()
+    """Load built-in and installed plugins (plus ``extra_plugins``) and fill fresh registries.
 
-    def add(plugin: Any, status: PluginStatus) -> None:
-        out.plugins.append(status)
+    Nothing a plugin does raises out of here: a plugin that fails to import, implements a hook that
+    does not exist, registers a malformed object or a name another plugin already registered is
+    marked failed (the earlier registration is kept) and everything else keeps working.
+    """
+    loader = _Loader(Registries(pm=new_plugin_manager()))
+    disabled = _names("TUNEKIT_DISABLE_PLUGINS") or set()
+    loader.load_builtins(disabled)
+    loader.load_entry_points(disabled, _names("TUNEKIT_LOAD_PLUGINS"))
+    for plugin in extra_plugins or []:
+        name = getattr(plugin, "__name__", None) or type(plugin).__name__
+        loader.add(plugin, PluginStatus(name, name, "", "loaded"))
+    loader.fill()
+    return loader.out
+
+
+class _Loader:
+    """One pass of plugin loading into ``out``."""
+
+    def __init__(self, out: Registries) -> None:
+        self.out = out
+        self.pm: pluggy.PluginManager = out.pm  # type: ignore[assignment]
+        self.providers: dict[str, PluginStatus] = {}
+        self.objects: dict[str, Any] = {}
+
+    def add(self, plugin: Any, status: PluginStatus) -> None:
+        """Record ``status``; register a loaded ``plugin`` with pluggy unless its hooks are malformed."""
+        self.out.plugins.append(status)
         if status.state != "loaded":
             return
         try:
-            pm.register(plugin, name=status.name)
+            self.pm.register(plugin, name=status.name)
         except Exception as exc:  # a malformed plugin (e.g. hookimpl with unknown arguments)
             _fail(status, exc)
             return
-        providers[status.name] = status
+        unknown = _unknown_hooks(self.pm, plugin)
+        if unknown:
+            self.pm.unregister(plugin)
+            _fail(status, PluginError(_unknown_hook_message(status, unknown)))
+            return
+        self.providers[status.name] = status
+        self.objects[status.name] = plugin
 
-    for modname in _builtin_modules():
-        short = modname.rsplit(".", 1)[1]
-        status = PluginStatus(modname, "tunekit", version, "loaded", builtin=True)
-        if {modname, short} & disabled:
-            status.state = "blocked"
-            add(None, status)
-            continue
+    def load_builtins(self, disabled: set[str]) -> None:
+        version = _tunekit_version()
+        for modname in _builtin_modules():
+            short = modname.rsplit(".", 1)[1]
+            status = PluginStatus(modname, "tunekit", version, "loaded", builtin=True)
+            if {modname, short} & disabled:
+                status.state = "blocked"
+                self.add(None, status)
+                continue
+            self.add(_import(modname, status), status)
+
+    def load_entry_points(self, disabled: set[str], allowed: set[str] | None) -> None:
+        for ep in md.entry_points(group=GROUP):
+            dist = ep.dist.name if ep.dist else ep.name
+            status = PluginStatus(ep.name, dist, ep.dist.version if ep.dist else "", "loaded")
+            if {ep.name, dist} & disabled or (allowed is not None and not {ep.name, dist} & allowed):
+                status.state = "blocked"
+                self.add(None, status)
+                continue
+            if ep.name in self.providers or self.pm.get_plugin(ep.name) is not None:
+                # importlib.metadata already folds a distribution seen twice on sys.path into one, so this is
+                # a second distribution using the same plugin name: keep the first, report the second.
+                first = self.providers.get(ep.name)
+                owner = first.distribution if first else "another plugin"
+                _fail(status, PluginError(
+                    f"the plugin name {ep.name!r} is already taken by {owner}; rename the entry point in {dist}."
+                ))
+                self.out.plugins.append(status)
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                plugin = None
+                _fail(status, exc)
+            self.add(plugin, status)
+
+    def fill(self) -> None:
+        """Call every registration hook; then drop what failed plugins registered and unregister them."""
+        for hook_name, (attr, _kind, _flag) in HOOKS.items():
+            _call_hook(self.pm, hook_name, getattr(self.out, attr), self.providers, _protocol(attr))
         try:
-            module: ModuleType | None = importlib.import_module(modname)
-        except Exception as exc:
-            module = None
+            self.pm.check_pending()  # already checked per plugin in add(); a guard against what slipped past
+        except pluggy.PluginValidationError as exc:
+            status = next((p for p in self.providers.values() if self.objects.get(p.name) is exc.plugin), None)
+            if status is None:
+                raise
             _fail(status, exc)
-        add(module, status)
-
-    for ep in md.entry_points(group=GROUP):
-        dist = ep.dist.name if ep.dist else ep.name
-        dist_version = ep.dist.version if ep.dist else ""
-        status = PluginStatus(ep.name, dist, dist_version, "loaded")
-        if {ep.name, dist} & disabled or (allowed is not None and not {ep.name, dist} & allowed):
-            status.state = "blocked"
-            add(None, status)
-            continue
-        if ep.name in providers or pm.get_plugin(ep.name) is not None:
-            # importlib.metadata already folds a distribution seen twice on sys.path into one, so this is a
-            # second distribution using the same plugin name: keep the first, report the second.
-            first = providers.get(ep.name)
-            owner = first.distribution if first else "another plugin"
-            _fail(status, PluginError(
-                f"the plugin name {ep.name!r} is already taken by {owner}; rename the entry point in {dist}."
-            ))
-            out.plugins.append(status)
-            continue
-        try:
-            plugin = ep.load()
-        except Exception as exc:
-            plugin = None
-            _fail(status, exc)
-        add(plugin, status)
-
-    for plugin in extra_plugins or []:
-        name = getattr(plugin, "__name__", None) or type(plugin).__name__
-        add(plugin, PluginStatus(name, name, "", "loaded"))
-
-    for hook_name, (attr, _kind, _flag) in HOOKS.items():
-        registry: Registry = getattr(out, attr)
-        _call_hook(pm, hook_name, registry, providers)
-    # A plugin that raised in a later hook keeps nothing it registered in earlier ones.
-    failed = {p.name for p in out.plugins if p.state == "failed"}
-    if failed:
+        failed = {p.name for p in self.out.plugins if p.state == "failed"}
+        if not failed:
+            return
+        # A plugin that failed in a later hook keeps nothing it registered in earlier ones, nor its commands.
         for attr, _kind, _flag in HOOKS.values():
-            getattr(out, attr).discard_plugins(failed)
-    return out
+            getattr(self.out, attr).discard_plugins(failed)
+        for name in failed & set(self.objects):
+            self.pm.unregister(self.objects[name], name=name)
+
+
+def _import(modname: str, status: PluginStatus) -> ModuleType | None:
+    try:
+        return importlib.import_module(modname)
+    except Exception as exc:
+        _fail(status, exc)
+        return None
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> list[str]:
+    """Names of the hooks ``plugin`` implements that no specification declares (a misspelt hook)."""
+    return sorted(caller.name for caller in pm.get_hookcallers(plugin) or []
+                  if not caller.has_spec()
+                  and any(i.plugin is plugin and not i.optionalhook for i in caller.get_hookimpls()))
+
+
+def _unknown_hook_message(status: PluginStatus, unknown: list[str]) -> str:
+    valid = sorted(name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "tunekit_spec"))
+    close = difflib.get_close_matches(unknown[0], valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (
+        f"plugin {status.name!r} from {status.distribution} implements the unknown hook "
+        f"{', '.join(map(repr, unknown))}{hint}; rename it to one of the hooks: {', '.join(valid)}."
+    )
+
+
+def _protocol(attr: str) -> type:
+    module, _, cls = PROTOCOLS[attr].partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def _fail(status: PluginStatus, exc: BaseException) -> None:
     status.state = "failed"
     status.error = f"{type(exc).__name__}: {exc}"
+    status.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     log.warning("plugin %r from %s failed to load and was skipped: %s", status.name, status.distribution, status.error)
 
 
-def _call_hook(pm: pluggy.PluginManager, hook_name: str, registry: Registry, providers: dict[str, PluginStatus]) -> None:
+def _checked(obj: Any, registry: Registry, protocol: type, provider: Provider) -> Any:
+    """``obj`` if it has every required member of ``protocol``; else a PluginError saying what is missing."""
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not name:
+        return obj  # the registry refuses it with its own message ("without a string 'name'")
+    missing = missing_members(obj, protocol)
+    if missing:
+        raise PluginError(
+            f"plugin {provider.plugin!r} from {provider.distribution} registered the {registry.kind} {name!r} "
+            f"without {', '.join(missing)}; a {registry.kind} needs {', '.join(protocol_members(protocol))} "
+            f"(see tunekit.{protocol.__module__.removeprefix('tunekit.')}.{protocol.__name__} in docs/plugins.md)."
+        )
+    return obj
+
+
+def _call_hook(pm: pluggy.PluginManager, hook_name: str, registry: Registry, providers: dict[str, PluginStatus],
+               protocol: type) -> None:
     hook = getattr(pm.hook, hook_name)
     for impl in hook.get_hookimpls():
         status = providers.get(impl.plugin_name)
@@ -185,10 +281,8 @@ def _call_hook(pm: pluggy.PluginManager, hook_name: str, registry: Registry, pro
             continue
         provider = Provider(status.name, status.distribution, status.version)
         try:
-            impl.function(lambda obj, _p=provider: registry.add(obj, _p))
-        except PluginCollisionError:
-            raise  # two plugins disagree: neither can be chosen silently
-        except Exception as exc:  # this plugin alone is broken (a crash, a nameless registration, ...)
+            impl.function(lambda obj, _p=provider: registry.add(_checked(obj, registry, protocol, _p), _p))
+        except Exception as exc:  # this plugin alone is broken: a crash, a malformed object, a name taken already
             _fail(status, exc)
 
 

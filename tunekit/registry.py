@@ -52,8 +52,9 @@ class Registry(Generic[T]):
         if name in self._entries:
             other = self._entries[name].provider
             raise PluginCollisionError(
-                f"two plugins register the {self.kind} {name!r}: {other} (plugin {other.plugin!r}) and "
-                f"{provider} (plugin {provider.plugin!r}); uninstall one or block it with TUNEKIT_DISABLE_PLUGINS."
+                f"{provider} (plugin {provider.plugin!r}) registers the {self.kind} {name!r} that {other} "
+                f"(plugin {other.plugin!r}) already provides; the first is kept: rename it in {provider.distribution}, "
+                "or uninstall one or block it with TUNEKIT_DISABLE_PLUGINS."
             )
         description = (getattr(obj, "description", "") or "").strip().splitlines()
         self._entries[name] = Entry(name, obj, description[0] if description else "", provider)

@@ -42,6 +42,7 @@ class PluginNames:
 def scaffold_plugin(name: str, directory: str | Path = ".") -> Path:
     """Write the package for method ``name`` into ``directory/tunekit-NAME`` and return that folder."""
     names = PluginNames.of(name)
+    _refuse_taken(names.method)
     root = Path(directory) / names.distribution
     if root.exists():
         raise UsageError(f"{str(root)!r} already exists; choose another --dir or remove that folder first.")
@@ -65,6 +66,26 @@ def scaffold_plugin(name: str, directory: str | Path = ".") -> Path:
     except OSError as exc:
         raise UsageError(f"cannot write the plugin into {str(root)!r} ({exc.strerror}); choose a writable --dir.") from None
     return root
+
+
+def _refuse_taken(name: str) -> None:
+    """UsageError when a loaded plugin already registers ``name`` (or uses it as its plugin name)."""
+    from tunekit.plugins import HOOKS, registries
+
+    regs = registries()
+    for attr, _kind, _flag in HOOKS.values():
+        registry = getattr(regs, attr)
+        if name in registry:
+            raise UsageError(
+                f"the name {name!r} is already registered as a {registry.kind} by {registry.entry(name).provider}; "
+                f"choose another name (e.g. my-{name}) so the new plugin does not clash with it."
+            )
+    owner = next((p for p in regs.plugins if p.name == name), None)
+    if owner is not None:
+        raise UsageError(
+            f"the plugin name {name!r} is already used by {owner.distribution}; choose another name "
+            f"(e.g. my-{name}) so the new plugin does not clash with it."
+        )
 
 
 _PYPROJECT = '''\

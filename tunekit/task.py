@@ -9,7 +9,8 @@ A task is any object with (a ``typing.Protocol``; no base class to inherit):
   (what ``TaskJob.save`` wrote), with no training data, for ``eval``, ``predict``, ``generate``.
 
 The engine only ever sees a ``TaskJob``. A task knows tokenizers, heads, batches and metrics; it never
-knows which method is applied.
+knows which method is applied. The optional attributes of a job the core reads are declared, with
+their defaults, in ``JOB_OPTIONAL`` (docs/plugins.md lists the same table).
 """
 
 from __future__ import annotations
@@ -23,6 +24,19 @@ import torch
 from torch import nn
 
 from tunekit.models import ResolvedModel
+from tunekit.protocols import OptionalAttr
+
+JOB_OPTIONAL: dict[str, OptionalAttr] = {
+    "eval_order_free": OptionalAttr(False, "True when the metrics do not depend on the order of the examples: the "
+                                    "engine then batches evaluation by length (less padding). Leave it unset when "
+                                    "`evaluate` maps results back by position, as question answering does"),
+    "options": OptionalAttr(None, "the task's parsed options; `predict`/`generate` flags such as `--max-new-tokens` "
+                            "set the field of the same name and are refused when there is none"),
+    "generate": OptionalAttr(None, "`generate(model, items, streamer=None) -> list[str]`: answers for prompts; "
+                             "`tunekit generate`, `tunekit chat` and held-out scoring need it (causal-lm has it); "
+                             "absent means those commands refuse the run", callable=True),
+}
+"""Optional attributes of a ``TaskJob``: name -> default and meaning (the one declaration of them)."""
 
 
 @dataclass

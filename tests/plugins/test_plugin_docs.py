@@ -14,7 +14,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from tunekit import data, hookspecs, method, models, plugins, task
+from tunekit import arch, data, hookspecs, method, models, plugins, task
+from tunekit.protocols import OptionalAttr, protocol_members
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 TEXT = DOC.read_text(encoding="utf-8")
@@ -59,10 +60,43 @@ def test_every_protocol_member_is_documented(cls: type) -> None:
     assert not missing, f"docs/plugins.md does not describe {cls.__name__}.{missing}"
 
 
-def test_optional_method_flags_are_documented() -> None:
-    source = inspect.getsource(method.method_flag)
-    for flag in re.findall(r'"(\w+)": (?:True|False)', source):
-        assert f"`{flag}`" in TEXT, flag
+def _shown_default(attr: OptionalAttr) -> str:
+    return "absent" if attr.callable else f"`{attr.default!r}`"
+
+
+@pytest.mark.parametrize("table", ["method.METHOD_OPTIONAL", "method.APPLIED_OPTIONAL", "task.JOB_OPTIONAL",
+                                   "data.FORMAT_OPTIONAL"])
+def test_every_optional_attribute_is_documented_with_its_default(table: str) -> None:
+    module, name = table.split(".")
+    rows = getattr({"method": method, "task": task, "data": data}[module], name)
+    assert f"`{name}`" in TEXT
+    for attr, declared in rows.items():
+        row = f"| `{attr}` | {_shown_default(declared)} | {declared.doc} |"
+        assert row in TEXT, f"docs/plugins.md lacks the row {row!r} of {table}"
+
+
+def test_optional_attributes_are_not_protocol_members() -> None:
+    """An optional attribute must not be required by the protocol the loader checks."""
+    for protocol, table in ((method.Method, method.METHOD_OPTIONAL), (method.Applied, method.APPLIED_OPTIONAL),
+                            (task.TaskJob, task.JOB_OPTIONAL), (data.DatasetFormat, data.FORMAT_OPTIONAL)):
+        assert not set(protocol_members(protocol)) & set(table), protocol
+
+
+def test_the_runner_default_learning_rate_is_the_declared_one() -> None:
+    from tunekit import runner
+
+    assert method.METHOD_OPTIONAL["default_lr"].default == runner.DEFAULT_LR
+
+
+def test_arch_fields_and_functions_are_listed_in_full() -> None:
+    for cls in (arch.ArchInfo, arch.Family):
+        for f in dataclasses.fields(cls):
+            assert f"| `{f.name}` |" in TEXT, f"docs/plugins.md does not list {cls.__name__}.{f.name}"
+    assert "| `kv_dim` (property) |" in TEXT
+    public = [n for n, v in vars(arch).items()
+              if inspect.isfunction(v) and v.__module__ == arch.__name__ and not n.startswith("_")]
+    missing = [n for n in public if f"`{n}(" not in TEXT]
+    assert not missing, f"docs/plugins.md does not list tunekit.arch.{missing}"
 
 
 def test_conformance_kit_and_environment_are_documented() -> None:

@@ -1,4 +1,8 @@
-"""``tunekit export``: write a run as one standalone transformers model folder (adapter merged in)."""
+"""``tunekit export``: write a run as one standalone transformers model folder.
+
+A method that merges (``supports_merge``) is folded into the base weights; a method that trains in place
+(``trains_in_place`` or ``trains_base_weights``: it only unfreezes modules) is written as the model it is.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +20,9 @@ from tunekit.errors import MethodError, UsageError
 @click.option("--dequantize", is_flag=True,
               help="For a run trained on an int8 base: dequantize the base, add the adapter, save a float model.")
 def export(run_dir: str, output: str, dequantize: bool) -> None:
-    """Merge a run's adapter into its base weights and save a plain model folder (loads without tunekit)."""
-    from tunekit.merge import merged_float_model
+    """Save a run as a plain model folder (adapter merged in, or the model as trained); loads without tunekit."""
+    from tunekit.merge import dequantize_model, merged_float_model
+    from tunekit.method import trains_in_place
     from tunekit.models import save_plain_folder
     from tunekit.plugins import registries
     from tunekit.runner import load_run
@@ -28,11 +33,15 @@ def export(run_dir: str, output: str, dequantize: bool) -> None:
     loaded = load_run(run_dir)
     if loaded.config.model.quantize and not dequantize:
         raise MethodError(
-            f"run {run_dir!r} was trained on a {loaded.config.model.quantize} base; merging into quantized weights "
-            "would round the adapter away, so pass --dequantize to write a merged float model instead."
+            f"run {run_dir!r} was trained on a {loaded.config.model.quantize} base; a plain folder of quantized "
+            "weights would lose the training, so pass --dequantize to write a float model instead."
         )
     method = registries().methods.get(loaded.config.method_name)
-    # A method that trains the base weights (full fine-tuning) has nothing to merge.
-    model = loaded.model if getattr(method, "trains_base_weights", False) else merged_float_model(loaded.model, loaded.applied)
+    if trains_in_place(method):  # nothing separate to merge: the trained model is the result
+        model = dequantize_model(loaded.model)
+        what = "the trained model"
+    else:
+        model = merged_float_model(loaded.model, loaded.applied)
+        what = "a merged model"
     save_plain_folder(model, loaded.tokenizer, out)  # the weights are float now
-    console.print(f"wrote a merged model to {out}", highlight=False)
+    console.print(f"wrote {what} to {out}", highlight=False)

@@ -15,6 +15,8 @@ import click
 
 from tunekit.cli import cli, console
 from tunekit.errors import UsageError
+from tunekit.protocols import optional
+from tunekit.task import JOB_OPTIONAL
 
 RUN_OPTION = click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False),
                           help="Run folder written by `tunekit run`.")
@@ -30,7 +32,7 @@ def _load(run_dir: str, quantize: str | None) -> Any:
 
 
 def _set_options(job: Any, **values: Any) -> None:
-    options = getattr(job, "options", None)
+    options = optional(job, "options", JOB_OPTIONAL)
     for key, value in values.items():
         if value is None:
             continue
@@ -153,7 +155,7 @@ def predict_command(run_dir: str, data_path: str | None, context: str | None, ou
 
 def _generator(loaded: Any) -> Any:
     job = loaded.job
-    if not hasattr(job, "generate"):
+    if not callable(optional(job, "generate", JOB_OPTIONAL)):
         raise UsageError(
             f"this run's task is {loaded.config.task_name!r}; generate and chat need a causal-lm run "
             "(use `tunekit predict` for the others)."

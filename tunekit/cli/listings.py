@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from tunekit import options as opts
 from tunekit.cli import cli, console
+from tunekit.method import METHOD_OPTIONAL
 from tunekit.plugins import registries
+from tunekit.protocols import optional
 from tunekit.registry import Entry
 
 
@@ -47,10 +50,11 @@ def methods(verbose: bool) -> None:
             cls = getattr(entry.obj, "options_class", None)
             if cls is None:
                 continue
-            lr = getattr(entry.obj, "default_lr", None)
-            console.print(f"\n[bold]{entry.name}[/]" + (f"  (default training.lr {lr:g})" if lr else ""))
+            lr = optional(entry.obj, "default_lr", METHOD_OPTIONAL)
+            console.print(f"\n[bold]{escape(entry.name)}[/]" + (f"  (default training.lr {lr:g})" if lr else ""))
             for name, default, help_text in opts.describe(cls):
-                console.print(f"  --set method.{name}=...  (default {default})  {help_text}", highlight=False)
+                # Help text is shown verbatim: "[query, intermediate]" is not rich markup.
+                console.print(escape(f"  --set method.{name}=...  (default {default})  {help_text}"), highlight=False)
 
 
 @cli.command()
@@ -75,13 +79,19 @@ def models() -> None:
 
 
 @cli.command()
-def plugins() -> None:
-    """List plugins: loaded, failed (with the error) and blocked."""
+@click.pass_context
+def plugins(ctx: click.Context) -> None:
+    """List plugins: loaded, failed (with the error) and blocked; --debug adds each failure's traceback."""
     table = Table(title="plugins", title_justify="left")
     for col in ("plugin", "distribution", "version", "state", "detail"):
         table.add_column(col)
     styles = {"loaded": "green", "failed": "bold red", "blocked": "yellow"}
     for p in registries().plugins:
         detail = p.error or ("built-in" if p.builtin else "")
-        table.add_row(p.name, p.distribution, p.version, f"[{styles[p.state]}]{p.state}[/]", detail)
+        table.add_row(escape(p.name), escape(p.distribution), escape(p.version), f"[{styles[p.state]}]{p.state}[/]",
+                      escape(detail))
     console.print(table)
+    if (ctx.find_root().obj or {}).get("debug"):
+        for p in registries().failures:
+            console.print(f"\n[bold red]{escape(p.name)}[/] ({escape(p.distribution)}) failed:")
+            console.print(escape(p.traceback or p.error), highlight=False, soft_wrap=True)
