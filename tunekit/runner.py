@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +27,13 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from tunekit import config as config_mod
 from tunekit import options as opts
+from tunekit import provenance, run_lock
 from tunekit.config import RunConfig
 from tunekit.errors import CheckpointError, ConfigError, DataError, UsageError
 from tunekit.method import MethodReport, count_parameters, make_options
 from tunekit.models import ResolvedModel, resolve_model
 from tunekit.plugins import registries
+from tunekit.run_folder import check_output_dir
 from tunekit.task import TaskContext
 
 log = logging.getLogger("tunekit.run")
@@ -96,66 +97,18 @@ def default_output_dir(cfg: RunConfig) -> Path:
     return Path("runs") / f"{cfg.method_name}-{cfg.task_name}-{stamp}"
 
 
-def _not_writable(folder: Path) -> str | None:
-    """Why nothing can be created in ``folder``, or None when something can.
-
-    A real probe (a folder made and removed) rather than ``os.access``, which says yes to root and on
-    read-only or pseudo file systems where creating a folder then fails.
-    """
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".tunekit-probe-", dir=folder))
-    except OSError as exc:
-        return exc.strerror or type(exc).__name__
-    return None
-
-
-def _check_output_dir(out: Path, cfg: RunConfig) -> None:
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"output path {str(out)!r} is a file; choose a folder with --output.")
-    if not out.exists():
-        probe = out.parent if str(out.parent) else Path(".")
-        while not probe.exists() and not probe.is_symlink():
-            probe = probe.parent
-        if not probe.is_dir():
-            raise UsageError(
-                f"cannot create the output folder {str(out)!r}: {str(probe)!r} is not a folder; "
-                "choose another --output.")
-        reason = _not_writable(probe)
-        if reason:
-            raise UsageError(
-                f"cannot create the output folder {str(out)!r}: {str(probe)!r} is not writable ({reason}); "
-                "choose another --output.")
-        return
-    reason = _not_writable(out)
-    if reason:
-        raise UsageError(f"output folder {str(out)!r} is not writable ({reason}); choose another with --output.")
-    has_run = (out / "summary.json").exists() or (out / "checkpoints").is_dir()
-    if has_run and not cfg.training.resume and not cfg.output.overwrite:
-        raise CheckpointError(
-            f"output folder {str(out)!r} already holds a run; pass --resume to continue it, "
-            "or --overwrite to start over."
-        )
-    if cfg.training.resume and not cfg.output.overwrite and (out / "summary.json").exists():
-        from tunekit.engine import find_last_checkpoint
-
-        if find_last_checkpoint(out) is None:  # resuming would silently train the finished run again from step 0
-            raise CheckpointError(
-                f"output folder {str(out)!r} holds a finished run without step checkpoints, so there is nothing "
-                "to resume; pass --overwrite to train it again, or choose a new --output."
-            )
-    if cfg.training.resume and (out / "config.yaml").is_file():
-        previous = config_mod.from_dict(config_mod.read_yaml(out / "config.yaml"))
-        if fingerprint(previous) != fingerprint(cfg):
-            raise CheckpointError(
-                f"output folder {str(out)!r} was made by a different configuration; resume with the same "
-                "settings, or choose a new --output."
-            )
+def _plugin(cfg: RunConfig, kind: str) -> Any:
+    """The run's method or task; resuming a folder whose plugin is gone names the distribution to install."""
+    name = cfg.method_name if kind == "method" else cfg.task_name
+    if cfg.training.resume and cfg.output.dir:
+        return provenance.lookup(registries(), kind, name, Path(cfg.output.dir))
+    return getattr(registries(), f"{kind}s").get(name)
 
 
 def resolve_defaults(cfg: RunConfig) -> None:
     """Fill settings whose default depends on the chosen plugins (``training.lr`` from the method)."""
     if cfg.training.lr is None:
-        method = registries().methods.get(cfg.method_name)
+        method = _plugin(cfg, "method")
         cfg.training.lr = float(getattr(method, "default_lr", DEFAULT_LR))
 
 
@@ -250,8 +203,7 @@ def prepare(cfg: RunConfig, before_method: Callable[[Any, Any], None] | None = N
     Returns (task_job, model, applied, method_report, tokenizer, source).
     """
     regs = registries()
-    task = regs.tasks.get(cfg.task_name)
-    method = regs.methods.get(cfg.method_name)
+    task, method = _plugin(cfg, "task"), _plugin(cfg, "method")
     method_options = make_options(method, cfg.method_options)
     resolve_defaults(cfg)
     task_options = opts.build(task.options_class, cfg.task_options, where="task")
@@ -269,6 +221,9 @@ def prepare(cfg: RunConfig, before_method: Callable[[Any, Any], None] | None = N
     source = _source(cfg)
     with _model_files(cfg, "tokenizer"):
         tokenizer = _load_tokenizer(source, cfg)
+    from tunekit.engine.seeding import seed_everything
+
+    seed_everything(cfg.training.seed)  # the validation split, the head's and the method's initial weights
     job = task.prepare(TaskContext(tokenizer, task_options, cfg.data, train_rows, val_rows, cfg.training.seed))
     with _model_files(cfg, "weights"):
         skip = [*job.head_modules, *_float_modules(cfg, method, method_options, source)]
@@ -293,12 +248,33 @@ def _emit(listeners: Sequence[Any], event: str, *args: Any) -> None:
 
 
 def run(config: RunConfig | Mapping[str, Any] | str | os.PathLike, listeners: Sequence[Any] = ()) -> RunResult:
-    """Train as ``config`` says and write the run folder. ``listeners`` receive progress events."""
+    """Train as ``config`` says and write the run folder. ``listeners`` receive progress events.
+
+    The run folder is locked for the whole run (``tunekit.run_lock``): a folder another process is
+    writing is refused before anything is loaded or written.
+    """
     cfg = as_config(config)
     out = Path(cfg.output.dir) if cfg.output.dir else default_output_dir(cfg)
     cfg.output.dir = str(out)
+    main = is_main_process()
+    if main:
+        run_lock.ensure_free(out, run_lock.WRITE_FIX)
     resolve_defaults(cfg)
-    _check_output_dir(out, cfg)
+    check_output_dir(out, cfg)
+    created = next((p for p in [*reversed(out.parents), out] if not p.exists()), None)
+    with run_lock.hold(out) if main else contextlib.nullcontext():
+        try:
+            if main:
+                check_output_dir(out, cfg)  # again, now that no other process can write there
+            return _run_held(cfg, out, listeners, main)
+        except BaseException:
+            if main and created is not None and not (out / "checkpoints").is_dir():
+                shutil.rmtree(created, ignore_errors=True)  # nothing worth keeping: leave no half-written folder
+            raise
+
+
+def _run_held(cfg: RunConfig, out: Path, listeners: Sequence[Any], main: bool) -> RunResult:
+    """The body of :func:`run`, with the run folder created and held."""
     heldout = _heldout_rows(cfg)
     base_answers: list[str] = []
 
@@ -310,30 +286,18 @@ def run(config: RunConfig | Mapping[str, Any] | str | os.PathLike, listeners: Se
     from tunekit.engine import train
     log.debug("%s", report.line())
     _emit(listeners, "on_method_applied", report)
-
-    main = is_main_process()
-    created = not out.exists()
+    providers = provenance.describe(registries(), cfg.method_name, cfg.task_name)
     if main:
-        if cfg.output.overwrite and out.exists() and not cfg.training.resume:
+        if cfg.output.overwrite and not cfg.training.resume:
             for child in (ADAPTER_DIR, "summary.json", "metrics.jsonl", HELDOUT_FILE):
                 target = out / child
                 shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(f"cannot create the output folder {str(out)!r} ({exc.strerror}); "
-                             "choose another --output.") from None
-    try:
-        if main:
-            (out / "config.yaml").write_text(config_mod.to_yaml(cfg), encoding="utf-8")
-            job.save(out)
-            tokenizer.save_pretrained(out / TOKENIZER_DIR)
-        result = train(model, job, cfg.training, out, applied=applied, listeners=listeners,
-                       config_fingerprint=fingerprint(cfg), overwrite=cfg.output.overwrite)
-    except BaseException:
-        if main and created and not (out / "checkpoints").is_dir():
-            shutil.rmtree(out, ignore_errors=True)  # nothing worth keeping: leave no half-written folder
-        raise
+        (out / "config.yaml").write_text(config_mod.to_yaml(cfg), encoding="utf-8")
+        provenance.write(out, providers)
+        job.save(out)
+        tokenizer.save_pretrained(out / TOKENIZER_DIR)
+    result = train(model, job, cfg.training, out, applied=applied, listeners=listeners,
+                   config_fingerprint=fingerprint(cfg), overwrite=cfg.output.overwrite)
     if not main:
         return RunResult(out, {}, dict(getattr(result, "final_metrics", {}) or {}))
     tmp = out / f".{ADAPTER_DIR}.tmp"
@@ -346,6 +310,7 @@ def run(config: RunConfig | Mapping[str, Any] | str | os.PathLike, listeners: Se
         "task": cfg.task_name,
         "model": cfg.model.name,
         "quantize": cfg.model.quantize,
+        "providers": providers,
         "trainable_params": report.trainable_params,
         "total_params": report.total_params,
         "trainable_percent": round(report.trainable_percent, 4),
@@ -437,6 +402,7 @@ def load_run(folder: str | os.PathLike, *, quantize: str | None = None, trust_re
     a run trained with it loads only when the caller passes ``trust_remote_code=True`` too.
     """
     out = Path(folder)
+    run_lock.ensure_free(out)
     if not (out / "config.yaml").is_file():
         raise UsageError(f"{str(out)!r} is not a tunekit run folder (no config.yaml); pass the folder `tunekit run` wrote.")
     if not (out / ADAPTER_DIR).is_dir():
@@ -450,8 +416,7 @@ def load_run(folder: str | os.PathLike, *, quantize: str | None = None, trust_re
     if quantize is not None:
         cfg.model.quantize = quantize or None
     regs = registries()
-    task = regs.tasks.get(cfg.task_name)
-    method = regs.methods.get(cfg.method_name)
+    task, method = provenance.lookup(regs, "task", cfg.task_name, out), provenance.lookup(regs, "method", cfg.method_name, out)
     from transformers import AutoTokenizer
 
     task_options = opts.build(task.options_class, cfg.task_options, where="task")

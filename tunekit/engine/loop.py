@@ -15,6 +15,7 @@ the main process and its metrics are broadcast, and only the main process writes
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -29,7 +30,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
-from accelerate.utils import broadcast_object_list, gather_object, set_seed
+from accelerate.utils import broadcast_object_list, gather_object
 from torch import nn
 
 from tunekit.config import TrainingConfig
@@ -39,6 +40,7 @@ from tunekit.engine.events import Listeners
 from tunekit.engine.frozen_cache import build_frozen_cache
 from tunekit.engine.metrics_log import MetricsLog
 from tunekit.engine.optim import build_optimizer, build_scheduler, plan_parameters
+from tunekit.engine.seeding import seed_everything
 from tunekit.errors import CheckpointError, ConfigError, DataError, TrainingInterrupted, UsageError
 
 log = logging.getLogger("tunekit.engine")
@@ -202,7 +204,7 @@ class _Trainer:
         cfg = self.cfg
         if cfg.lr is None:
             raise ConfigError("training.lr is not set; give a learning rate (tunekit.run fills in the method's suggested one).")
-        set_seed(cfg.seed)
+        seed_everything(cfg.seed)
         train_data = self._dataset()
         lengths = lengths_of(train_data) if cfg.group_by_length else None
         if lengths is not None and len(set(lengths)) == 1:
@@ -500,8 +502,6 @@ class _Trainer:
                 self.stopped_early = True
 
     def _save_best(self) -> None:
-        import json
-
         with ckpt.atomic_folder(self.out / ckpt.BEST) as tmp:
             ckpt.save_weights(self.raw, tmp / ckpt.WEIGHTS)
             save = getattr(self.applied, "save", None)
