@@ -35,7 +35,8 @@ def _table(title: str, registry, extra: dict[str, Callable[[Entry], str]] | None
     for column in extra or {}:
         table.add_column(column)
     for entry in registry:
-        table.add_row(entry.name, str(entry.provider), entry.description, *(f(entry) for f in (extra or {}).values()))
+        cells = [entry.name, str(entry.provider), entry.description, *(f(entry) for f in (extra or {}).values())]
+        table.add_row(*map(escape, cells))  # plugin text is shown verbatim, never read as rich markup
     return table
 
 
