@@ -108,3 +108,44 @@ def test_round_trip_through_yaml(tmp_path):
     cfg = config.load(sets=["method.r=4", "training.lr=0.5"])
     again = config.load(write(tmp_path, config.to_yaml(cfg)))
     assert again == cfg
+
+
+def test_config_records_a_list_option_given_as_a_string_as_the_list(monkeypatch):
+    """``--set method.KEY=a,b`` for a ``list[str]`` option is recorded (config.yaml) as the list it means."""
+    from dataclasses import dataclass
+
+    from tunekit import plugins
+    from tunekit.hookspecs import hookimpl
+    from tunekit.options import option
+
+    @dataclass
+    class ListOptions:
+        modules: list[str] = option(["query"], "Modules, e.g. [query, intermediate].")
+
+    class ListMethod:
+        name = "list-method"
+        description = "A method with a list option."
+        options_class = ListOptions
+
+        def apply(self, model, options, keep_trainable=()):
+            raise NotImplementedError
+
+        def expected_trainable(self, arch, options):
+            return 0
+
+        def load(self, model, folder):
+            raise NotImplementedError
+
+    class Plugin:
+        @hookimpl
+        def register_methods(self, register):
+            register(ListMethod())
+
+    monkeypatch.setattr(plugins, "_current", plugins._current)
+    plugins.reset(extra_plugins=[Plugin()])
+    for given in ("query,intermediate", "[query, intermediate]"):
+        cfg = config.load(sets=["method.name=list-method", f"method.modules={given}"])
+        assert cfg.method == {"name": "list-method", "modules": ["query", "intermediate"]}
+        assert "modules:\n  - query\n  - intermediate\n" in config.to_yaml(cfg)
+    # a value that does not convert is left for the options builder to report with its context
+    assert config.load(sets=["method.name=list-method", "method.modules={a: 1}"]).method["modules"] == {"a": 1}
