@@ -40,7 +40,7 @@ class PluginError(TunekitError):
 
 
 class PluginCollisionError(PluginError):
-    """Two plugins registered the same name: an error for the whole registry, not for one plugin."""
+    """A plugin registered a name an earlier plugin already has: the later plugin is marked failed."""
 
 
 class CheckpointError(TunekitError):
