@@ -9,8 +9,18 @@ import pytest
 import torch
 
 from tests.helpers import model_package, shared_data
-from tests.tinyrun import (adapter_tensors, make_data, make_model, max_abs_diff, metric_lines, popen, run_args,
-                           summary_metrics, tunekit, wait_for)
+from tests.tinyrun import (
+    adapter_tensors,
+    make_data,
+    make_model,
+    max_abs_diff,
+    metric_lines,
+    popen,
+    run_args,
+    summary_metrics,
+    tunekit,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
