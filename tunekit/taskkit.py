@@ -38,12 +38,15 @@ def require_fast(tokenizer: Any, task: str) -> None:
         )
 
 
-def load_with_head(auto_class: Any, source: ResolvedModel, load_kwargs: dict[str, Any], **config_kwargs: Any
-                   ) -> tuple[nn.Module, list[str]]:
+def load_with_head(auto_class: Any, source: ResolvedModel, load_kwargs: dict[str, Any], *, announce: bool = True,
+                   **config_kwargs: Any) -> tuple[nn.Module, list[str]]:
     """``auto_class.from_pretrained`` plus the names of the modules it had to create fresh (the head).
 
     transformers reports the parameters it could not find in the checkpoint; their owning modules
-    are exactly the new head (``classifier``, ``score``, ``qa_outputs``, ...).
+    are exactly the new head (``classifier``, ``score``, ``qa_outputs``, ...). A fresh head is expected, so
+    it is said once at INFO in tunekit's log (``tunekit.tasks``) instead of transformers' load report. Pass
+    ``announce=False`` (then it is logged at DEBUG) when the head's trained weights are loaded next from a run
+    folder, or when the task reports a missing module itself.
     """
     kwargs = {**source.load_kwargs, **load_kwargs, **config_kwargs}
     model, info = auto_class.from_pretrained(source.path, output_loading_info=True, **kwargs)
@@ -53,6 +56,10 @@ def load_with_head(auto_class: Any, source: ResolvedModel, load_kwargs: dict[str
         module = key.rsplit(".", 1)[0] if "." in key else key
         if not any(module == h or module.startswith(h + ".") for h in heads):
             heads.append(module)
+    if heads and not announce:
+        log.debug("modules not in the base checkpoint, created fresh: %s", ", ".join(heads))
+    elif heads:
+        log.info("created a fresh task head (%s): the base checkpoint has none, this run trains it", ", ".join(heads))
     return model, heads
 
 

@@ -130,7 +130,7 @@ class ClassificationJob:
         from transformers import AutoModelForSequenceClassification
 
         model, fresh = taskkit.load_with_head(
-            AutoModelForSequenceClassification, source, load_kwargs,
+            AutoModelForSequenceClassification, source, load_kwargs, announce=self.train_dataset is not None,
             num_labels=len(self.labels),
             id2label=dict(enumerate(self.labels)),
             label2id=dict(self.label2id),

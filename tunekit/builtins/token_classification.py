@@ -122,7 +122,8 @@ class TokenClassificationJob:
         from transformers import AutoModelForTokenClassification
 
         model, fresh = taskkit.load_with_head(
-            AutoModelForTokenClassification, source, load_kwargs, num_labels=len(self.labels),
+            AutoModelForTokenClassification, source, load_kwargs, announce=self.train_dataset is not None,
+            num_labels=len(self.labels),
             id2label=dict(enumerate(self.labels)), label2id=dict(self.label2id),
         )
         if getattr(model.config, "pad_token_id", None) is None:

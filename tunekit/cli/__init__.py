@@ -47,19 +47,38 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     root.setLevel(level)
     root.propagate = False
     if not debug:
-        for noisy in ("transformers", "datasets", "accelerate", "torch"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
+        _quiet_library_loggers()
+
+
+# Loggers of the libraries whose advisories are not for a tunekit user: the transformers load report (a fresh
+# head listed as MISSING), bitsandbytes' "Failed to load CPU gemm_4bit_forward ... kernels" at import and its
+# per-call "MatMul8bitLt: inputs will be cast ..." on an int8 model. --debug shows them all.
+QUIET_LOGGERS = ("transformers", "datasets", "accelerate", "torch", "bitsandbytes", "peft")
+# Python warnings raised inside these libraries are advisories about their own internals as well.
+QUIET_WARNING_MODULES = r"(transformers|datasets|accelerate|torch|bitsandbytes|peft|huggingface_hub|tokenizers)(\.|$)"
+
+
+def _quiet_library_loggers() -> None:
+    """Only errors from the libraries' loggers; tunekit's own logger and warnings are untouched."""
+    for noisy in QUIET_LOGGERS:
+        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def _quiet_libraries() -> None:
-    """Silence the libraries' own progress bars and advisory warnings (before they are imported)."""
+    """Silence the libraries' progress bars and advisories before they are imported (not with --debug).
+
+    The libraries' own switches: transformers' verbosity, the hub's progress-bar switch, the level of each
+    library's logger, and warnings filters scoped to the libraries' modules (a warning of tunekit or of a
+    plugin still shows).
+    """
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # also silences transformers' load/save bars
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_library_loggers()
     import warnings
 
-    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("ignore", module=QUIET_WARNING_MODULES)
 
 
 def _load_commands() -> None:

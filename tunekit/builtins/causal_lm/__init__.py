@@ -137,7 +137,7 @@ class CausalLMJob:
     def build_model(self, source: ResolvedModel, load_kwargs: dict[str, Any]) -> nn.Module:
         from transformers import AutoModelForCausalLM
 
-        model, fresh = taskkit.load_with_head(AutoModelForCausalLM, source, load_kwargs)
+        model, fresh = taskkit.load_with_head(AutoModelForCausalLM, source, load_kwargs, announce=False)
         if fresh:
             log.warning("the checkpoint lacks %s; they start from random values", ", ".join(fresh))
             self.head_modules = fresh

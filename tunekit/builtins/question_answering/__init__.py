@@ -83,7 +83,8 @@ class QAJob:
     def build_model(self, source: ResolvedModel, load_kwargs: dict[str, Any]) -> nn.Module:
         from transformers import AutoModelForQuestionAnswering
 
-        model, fresh = taskkit.load_with_head(AutoModelForQuestionAnswering, source, load_kwargs)
+        model, fresh = taskkit.load_with_head(AutoModelForQuestionAnswering, source, load_kwargs,
+                                              announce=self.train_dataset is not None)
         if getattr(model.config, "pad_token_id", None) is None:
             model.config.pad_token_id = self.tokenizer.pad_token_id
         if fresh:
