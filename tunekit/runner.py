@@ -10,7 +10,9 @@ Run folder layout::
     adapter/         the method's weights and the task head (adapter_config.json + adapter_model.safetensors)
     checkpoints/     step checkpoints written by the engine (for --resume)
     metrics.jsonl    one line per logging step and per evaluation
-    summary.json     parameter counts, final and best metrics, timings
+    summary.json     parameter counts, final and best metrics, timings, providers
+    providers.json   the distribution and version that provided the method and the task (tunekit.provenance)
+    .tunekit.lock    held by the process writing the folder (tunekit.run_lock)
 """
 
 from __future__ import annotations
