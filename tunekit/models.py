@@ -43,8 +43,9 @@ class Quantizer(Protocol):
     def load_kwargs(self, skip_modules: Sequence[str]) -> dict[str, Any]:
         """``from_pretrained`` keyword arguments that load the base quantized.
 
-        ``skip_modules`` are modules created fresh at load time (a new task head) that must stay
-        in full precision.
+        ``skip_modules`` must stay in full precision: the task's ``head_modules`` (its fresh head and the
+        pretrained modules it trains, e.g. ``pooler``; a leaf name means that module and everything beneath
+        it) and the method's ``float_modules`` (regexes over full module names).
         """
 
 
