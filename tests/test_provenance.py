@@ -37,8 +37,15 @@ def test_a_missing_plugin_names_the_distribution_and_version_to_install(folder):
     assert message.count(". ") == 0 and message.endswith(".")
 
 
-@pytest.mark.parametrize("state, fix", [("blocked", "TUNEKIT_DISABLE_PLUGINS"), ("failed", "tunekit --debug plugins")])
-def test_a_blocked_or_failed_plugin_says_so(folder, state, fix):
+@pytest.mark.parametrize("state, blocked, fix", [
+    ("blocked", "acme-methods,other", "remove 'acme-methods' from TUNEKIT_DISABLE_PLUGINS"),
+    ("blocked", None, "add 'acme' to TUNEKIT_LOAD_PLUGINS"),
+    ("failed", None, "tunekit --debug plugins")])
+def test_a_blocked_or_failed_plugin_says_so(folder, monkeypatch, state, blocked, fix):
+    if blocked:
+        monkeypatch.setenv("TUNEKIT_DISABLE_PLUGINS", blocked)
+    else:
+        monkeypatch.delenv("TUNEKIT_DISABLE_PLUGINS", raising=False)
     with pytest.raises(UnknownNameError, match=fix) as info:
         provenance.lookup(regs(("acme", "acme-methods", state)), "method", "dora", folder)
     assert "acme-methods 1.2.0" in str(info.value)
@@ -69,7 +76,8 @@ def test_a_run_records_its_providers_and_a_blocked_method_is_named_on_load(tmp_p
         proc = tunekit(*command, TUNEKIT_DISABLE_PLUGINS="lora")
         assert proc.returncode == 2, proc.stderr[-2000:]
         line = proc.stderr.strip().splitlines()[-1]
-        assert f"the method 'lora' from tunekit {version}" in line and "TUNEKIT_DISABLE_PLUGINS" in line, line
+        assert f"the method 'lora' from tunekit {version}" in line, line
+        assert "remove 'lora' from TUNEKIT_DISABLE_PLUGINS" in line, line
     proc = tunekit(*run_args(tmp_path / "model", data, out, "--max-steps", "2", "--resume", "--overwrite"),
                    TUNEKIT_DISABLE_PLUGINS="lora")
     assert proc.returncode == 2 and "TUNEKIT_DISABLE_PLUGINS" in proc.stderr, proc.stderr[-2000:]

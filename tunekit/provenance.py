@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -63,6 +64,15 @@ def _plugin_state(regs: Any, recorded: Mapping[str, str]) -> str:
     return ""
 
 
+def _unblock(plugin: str, dist: str) -> str:
+    """How to unblock a plugin: the TUNEKIT_DISABLE_PLUGINS entries naming it, else the allowlist."""
+    names = {plugin, plugin.rsplit(".", 1)[-1], dist}
+    listed = [n.strip() for n in os.environ.get("TUNEKIT_DISABLE_PLUGINS", "").split(",") if n.strip() in names]
+    if listed:
+        return f"remove {', '.join(repr(n) for n in listed)} from TUNEKIT_DISABLE_PLUGINS"
+    return f"add {plugin!r} to TUNEKIT_LOAD_PLUGINS"
+
+
 def missing_message(folder: Path, kind: str, name: str, recorded: Mapping[str, str], state: str) -> str:
     """One sentence saying which distribution to install or unblock for a run's missing method or task."""
     dist = recorded.get("distribution") or "?"
@@ -71,8 +81,7 @@ def missing_message(folder: Path, kind: str, name: str, recorded: Mapping[str, s
     where = f"run folder {str(folder)!r} was trained with the {kind} {name!r} from {made_by}"
     plugin = recorded.get("plugin") or dist
     if state == "blocked":
-        return (f"{where}, whose plugin {plugin!r} is blocked here; remove {plugin!r} and {dist!r} from "
-                "TUNEKIT_DISABLE_PLUGINS (and add it to TUNEKIT_LOAD_PLUGINS if that is set) to load this run.")
+        return f"{where}, whose plugin {plugin!r} is blocked here; {_unblock(plugin, dist)} to load this run."
     if state == "failed":
         return (f"{where}, whose plugin {plugin!r} failed to load; see `tunekit --debug plugins` and fix or "
                 f"reinstall {dist} to load this run.")
