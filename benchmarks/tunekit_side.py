@@ -43,7 +43,7 @@ def warm_up() -> None:
     """
     import tunekit
     import tunekit.engine  # noqa: F401 (the analogue of importing the Trainer)
-    import tunekit.runner  # noqa: F401
+    import tunekit.runs.runner  # noqa: F401
 
     logging.getLogger("tunekit").setLevel(logging.WARNING)
     tunekit.registries()

@@ -8,7 +8,7 @@ from importlib import resources
 
 import pytest
 
-from tunekit.heldout import score
+from tunekit.runs.heldout import score
 
 DEMO = resources.files("tunekit") / "resources" / "demo"
 

@@ -1,11 +1,11 @@
-"""Unit tests for tunekit.heldout: keyword scoring and the packaged demo loader."""
+"""Unit tests for tunekit.runs.heldout: keyword scoring and the packaged demo loader."""
 
 from __future__ import annotations
 
 import pytest
 
 from tunekit.errors import DataError, UsageError
-from tunekit.heldout import accuracy, demo_file, load_demo, score
+from tunekit.runs.heldout import accuracy, demo_file, load_demo, score
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ class NoOptions:
 
 
 class FakeMethod:
-    """Every required member of ``tunekit.method.Method``, doing nothing (the loader checks they exist)."""
+    """Every required member of ``tunekit.methods.protocol.Method``, doing nothing (the loader checks they exist)."""
 
     options_class = NoOptions
 

@@ -9,12 +9,12 @@ from types import SimpleNamespace
 import pytest
 
 from tests.tinyrun import make_data, make_model, run_args, tunekit
-from tunekit import provenance
 from tunekit.errors import UnknownNameError
 from tunekit.registry import Provider, Registry
+from tunekit.runs import provenance
 
 RECORD = {"method": {"name": "dora", "plugin": "acme", "distribution": "acme-methods", "version": "1.2.0"},
-          "task": {"name": "sequence-classification", "plugin": "tunekit.builtins.classification",
+          "task": {"name": "sequence-classification", "plugin": "tunekit.builtins.tasks.classification",
                    "distribution": "tunekit", "version": "0.1.0"}}
 
 
@@ -69,7 +69,7 @@ def test_a_run_records_its_providers_and_a_blocked_method_is_named_on_load(tmp_p
     recorded = json.loads((out / provenance.PROVIDERS_FILE).read_text())
     assert summary["providers"] == recorded
     assert recorded["method"]["name"] == "lora" and recorded["method"]["distribution"] == "tunekit"
-    assert recorded["task"]["plugin"] == "tunekit.builtins.classification" and recorded["task"]["version"]
+    assert recorded["task"]["plugin"] == "tunekit.builtins.tasks.classification" and recorded["task"]["version"]
 
     version = recorded["method"]["version"]
     for command in (["predict", "--run", str(out), "good"], ["eval", "--run", str(out), "--data", str(data)]):

@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from tests.tinyrun import make_data, make_model, popen, run_args, tunekit, wait_for
-from tunekit import run_lock
+from tunekit.runs import locking
 
 
 def snapshot(folder):
@@ -48,7 +48,7 @@ def test_a_folder_in_use_is_refused_and_a_killed_holder_blocks_nothing(tiny, tmp
     finally:
         if first.poll() is None:
             first.kill()
-    assert (out / run_lock.LOCK_FILE).exists()  # left behind by the killed process ...
+    assert (out / locking.LOCK_FILE).exists()  # left behind by the killed process ...
     resumed = tunekit(*args, "--resume")  # ... and it does not stand in the way
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (out / "adapter").is_dir() and (out / "summary.json").is_file()
@@ -58,13 +58,13 @@ def test_a_folder_in_use_is_refused_and_a_killed_holder_blocks_nothing(tiny, tmp
 
 def test_holding_is_reentrant_in_one_process_and_a_free_folder_passes(tmp_path):
     folder = tmp_path / "new" / "run"
-    run_lock.ensure_free(folder)  # never held: free, and nothing is created
+    locking.ensure_free(folder)  # never held: free, and nothing is created
     assert not folder.parent.exists()
-    with run_lock.hold(folder):
-        assert run_lock.is_held_here(folder)
-        with run_lock.hold(folder):  # nested in the same process
-            run_lock.ensure_free(folder)
-        assert run_lock.is_held_here(folder)
-        assert (folder / run_lock.LOCK_FILE).read_text().strip() == str(os.getpid())
-    assert not run_lock.is_held_here(folder)
-    run_lock.ensure_free(folder)
+    with locking.hold(folder):
+        assert locking.is_held_here(folder)
+        with locking.hold(folder):  # nested in the same process
+            locking.ensure_free(folder)
+        assert locking.is_held_here(folder)
+        assert (folder / locking.LOCK_FILE).read_text().strip() == str(os.getpid())
+    assert not locking.is_held_here(folder)
+    locking.ensure_free(folder)

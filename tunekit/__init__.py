@@ -34,13 +34,13 @@ __all__ = [
 _LAZY = {
     "RunConfig": ("tunekit.config", "RunConfig"),
     "load_config": ("tunekit.config", "load"),
-    "run": ("tunekit.runner", "run"),
-    "load_run": ("tunekit.runner", "load_run"),
-    "RunResult": ("tunekit.runner", "RunResult"),
-    "LoadedRun": ("tunekit.runner", "LoadedRun"),
-    "apply_method": ("tunekit.method", "apply_method"),
-    "MethodReport": ("tunekit.method", "MethodReport"),
-    "count_parameters": ("tunekit.method", "count_parameters"),
+    "run": ("tunekit.runs.runner", "run"),
+    "load_run": ("tunekit.runs.runner", "load_run"),
+    "RunResult": ("tunekit.runs.runner", "RunResult"),
+    "LoadedRun": ("tunekit.runs.runner", "LoadedRun"),
+    "apply_method": ("tunekit.methods.protocol", "apply_method"),
+    "MethodReport": ("tunekit.methods.protocol", "MethodReport"),
+    "count_parameters": ("tunekit.methods.protocol", "count_parameters"),
     "registries": ("tunekit.plugins", "registries"),
 }
 

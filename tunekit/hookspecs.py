@@ -19,12 +19,12 @@ Register = Callable[[Any], None]
 
 @hookspec
 def register_methods(register: Register) -> None:
-    """Register parameter-efficient methods: ``register(method)`` for objects following ``tunekit.method.Method``."""
+    """Register parameter-efficient methods: ``register(method)`` for objects following ``tunekit.methods.protocol.Method``."""
 
 
 @hookspec
 def register_tasks(register: Register) -> None:
-    """Register tasks (head, preprocessing, loss, metrics): objects following ``tunekit.task.Task``."""
+    """Register tasks (head, preprocessing, loss, metrics): objects following ``tunekit.tasks.protocol.Task``."""
 
 
 @hookspec

@@ -1,6 +1,6 @@
 """The plugin manager: built-ins, installed entry points, isolation and the registries they fill.
 
-Built-in plugins are the modules and packages directly inside ``tunekit.builtins``; they are found by
+Built-in plugins are the modules and packages inside the kind folders of ``tunekit.builtins``; they are found by
 scanning that package, so this module names none of them. Third-party plugins are modules named by
 entry points in the ``tunekit`` group. A plugin that fails to import, implements a hook no
 specification declares (a misspelt name), registers an object lacking a required member of its
@@ -50,8 +50,8 @@ HOOKS = {
 
 # registry attribute -> "module:Protocol" every registered object is checked against (imported when loading)
 PROTOCOLS = {
-    "methods": "tunekit.method:Method",
-    "tasks": "tunekit.task:Task",
+    "methods": "tunekit.methods.protocol:Method",
+    "tasks": "tunekit.tasks.protocol:Task",
     "dataset_formats": "tunekit.data:DatasetFormat",
     "model_sources": "tunekit.models:ModelSource",
     "quantizers": "tunekit.models:Quantizer",
@@ -108,8 +108,15 @@ def _tunekit_version() -> str:
 
 
 def _builtin_modules() -> list[str]:
+    """Every module or package directly inside a kind folder of ``tunekit.builtins`` (``methods/lora``, ...)."""
     package = importlib.import_module(BUILTIN_PACKAGE)
-    return sorted(f"{BUILTIN_PACKAGE}.{m.name}" for m in pkgutil.iter_modules(package.__path__))
+    found = []
+    for kind in pkgutil.iter_modules(package.__path__):
+        if not kind.ispkg:
+            continue
+        sub = importlib.import_module(f"{BUILTIN_PACKAGE}.{kind.name}")
+        found += [f"{sub.__name__}.{m.name}" for m in pkgutil.iter_modules(sub.__path__)]
+    return sorted(found)
 
 
 def new_plugin_manager() -> pluggy.PluginManager:

@@ -1,6 +1,6 @@
 """The plugin author's contract, checked: required members of each protocol and the optional ones' defaults.
 
-Each protocol module (``tunekit.method``, ``tunekit.task``, ``tunekit.data``, ``tunekit.models``) declares
+Each protocol module (``tunekit.methods.protocol``, ``tunekit.tasks.protocol``, ``tunekit.data``, ``tunekit.models``) declares
 its ``typing.Protocol`` classes (the required members) and one table of the optional attributes the core
 reads, with their defaults and meaning. Code reads an optional attribute through :func:`optional`, and
 docs/plugins.md is tested against the same tables, so the contract has one place of truth.

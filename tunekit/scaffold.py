@@ -147,10 +147,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from tunekit import arch
+from tunekit.methods import architecture
 from tunekit.errors import MethodError
 from tunekit.hookspecs import hookimpl
-from tunekit.method_base import (
+from tunekit.methods.surgery import (
     AppliedMethod,
     freeze_all,
     is_quantized_linear,
@@ -210,7 +210,7 @@ class ScaledOutput(nn.Module):
 
 @dataclass
 class ${cls}Applied(AppliedMethod):
-    """`$method` applied to a model; saving and loading come from tunekit.method_base."""
+    """`$method` applied to a model; saving and loading come from tunekit.methods.surgery."""
 
     targets: tuple[str, ...] = ()
     supports_merge = True
@@ -225,7 +225,7 @@ class ${cls}Applied(AppliedMethod):
 
 
 class $cls:
-    """The `$method` method (follows the tunekit.method.Method protocol)."""
+    """The `$method` method (follows the tunekit.methods.protocol.Method protocol)."""
 
     name = "$method"
     description = "Learned scale vector on every block's feed-forward output (starts at one, mergeable)."
@@ -235,8 +235,8 @@ class $cls:
 
     def apply(self, model: nn.Module, options: ${cls}Options, keep_trainable: Sequence[str] = ()) -> ${cls}Applied:
         keep = resolve_modules(model, keep_trainable)
-        targets = arch.ffn_outputs(model)  # one feed-forward output projection per block
-        hidden = arch.arch_info(model).hidden
+        targets = architecture.ffn_outputs(model)  # one feed-forward output projection per block
+        hidden = architecture.arch_info(model).hidden
         freeze_all(model)
         for name in targets:
             replace_module(model, name, ScaledOutput(model.get_submodule(name), hidden, options.init))

@@ -150,7 +150,7 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def finished_run(models, data, tmp_path_factory) -> Path:
     """A finished LoRA classification run with two step checkpoints (copied by the cases that need one)."""
-    from tunekit.runner import run
+    from tunekit.runs.runner import run
 
     out = tmp_path_factory.mktemp("finished") / "run"
     run({

@@ -128,12 +128,12 @@ def test_debug_shows_the_traceback(cli, data, tmp_path):
 
 def test_an_unexpected_exception_still_ends_in_one_line(cli, monkeypatch, data, tmp_path):
     """A bug (any non-tunekit exception) is reported as one line asking for --debug, exit 1."""
-    import tunekit.runner
+    import tunekit.runs.runner
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("simulated bug [bold]markup[/bold] stays literal")
 
-    monkeypatch.setattr(tunekit.runner, "prepare", broken)
+    monkeypatch.setattr(tunekit.runs.runner, "prepare", broken)
     result = cli("run", "--task", "sequence-classification", "--data", str(data / "train.csv"),
                  "--output", str(tmp_path / "out"))
     assert result.code == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from tunekit.runner import load_run
+from tunekit.runs.runner import load_run
 
 
 def test_export_merges_lora_into_a_standalone_model(cli, finished_run, tmp_path):
@@ -36,7 +36,7 @@ def test_export_refuses_a_non_empty_folder(cli, finished_run, tmp_path):
 
 def test_export_writes_a_method_that_trains_in_place_as_the_trained_model(cli, models, data, tmp_path):
     """freeze has nothing to merge (it only unfreezes the top block): export writes the model it trained."""
-    from tunekit.runner import run
+    from tunekit.runs.runner import run
 
     run_dir = tmp_path / "freeze-run"
     run({

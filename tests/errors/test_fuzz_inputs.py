@@ -268,7 +268,7 @@ def test_tasks_on_any_records(scratch, tokenizers, records, task):
     """A task's prepare() on rows of any shape either works or raises a TunekitError."""
     import tunekit
     from tunekit import options as opts
-    from tunekit.task import TaskContext
+    from tunekit.tasks.protocol import TaskContext
 
     registered = tunekit.registries().tasks
     if task not in registered:

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import tunekit
-from tunekit import adapter_files
 from tunekit.errors import CheckpointError, ConfigError, TunekitError, UsageError
+from tunekit.methods import adapter_files
 
 PACKAGE = Path(tunekit.__file__).parent
 
@@ -91,7 +91,7 @@ def test_trust_remote_code_is_off_unless_the_user_sets_it(models, data, monkeypa
     import transformers
 
     from tunekit.config import RunConfig
-    from tunekit.runner import as_config, prepare
+    from tunekit.runs.runner import as_config, prepare
 
     assert RunConfig().model.trust_remote_code is False
     seen: list[dict] = []

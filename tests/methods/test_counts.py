@@ -19,8 +19,8 @@ from transformers import (
     LlamaForCausalLM,
 )
 
-from tunekit.arch import arch_info
-from tunekit.method import count_parameters, make_options
+from tunekit.methods.architecture import arch_info
+from tunekit.methods.protocol import count_parameters, make_options
 from tunekit.plugins import registries
 
 LABELS = 3

@@ -7,10 +7,10 @@ import warnings
 import pytest
 import torch
 
-from tunekit.arch import arch_info
 from tunekit.errors import MethodError
-from tunekit.merge import merged_float_model
-from tunekit.method import count_parameters, float_modules, make_options
+from tunekit.methods.architecture import arch_info
+from tunekit.methods.merge import merged_float_model
+from tunekit.methods.protocol import count_parameters, float_modules, make_options
 from tunekit.plugins import registries
 from tunekit.testing import outputs, perturb, sample_inputs, tiny_bert, tiny_llama
 
@@ -46,7 +46,7 @@ def test_quantizer_kwargs():
 def test_skip_patterns_cover_the_linear_layers_inside_a_skipped_module():
     from transformers.quantizers.quantizers_utils import should_convert_module
 
-    from tunekit.builtins.int8 import skip_patterns
+    from tunekit.builtins.quantizers.int8 import skip_patterns
 
     patterns = skip_patterns(["pooler", "bert.pooler", "classifier", r".*layer\.1"])
     assert patterns.count("pooler") == 1 and r".*layer\.1" in patterns and len(patterns) == 7
@@ -184,8 +184,8 @@ def test_count_parameters_counts_packed_4bit_weights_by_their_logical_size():
 
 def test_runner_keeps_freezes_top_blocks_out_of_quantization(base_folder):
     from tunekit import config as config_mod
-    from tunekit import runner
     from tunekit.models import ResolvedModel
+    from tunekit.runs import runner
 
     cfg = config_mod.from_dict({"model": {"name": str(base_folder), "quantize": "int8"},
                                 "method": {"name": "freeze", "trainable_layers": 1}})

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from tests.helpers import model_package, shared_data
 from tunekit import cli as cli_module
-from tunekit import runner
 from tunekit.errors import UsageError
+from tunekit.runs import runner
 
 pytest.importorskip("bitsandbytes")
 pytestmark = pytest.mark.slow

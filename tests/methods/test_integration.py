@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from tests.helpers import model_package, shared_data
-from tunekit import runner
+from tunekit.runs import runner
 
 pytestmark = pytest.mark.slow
 

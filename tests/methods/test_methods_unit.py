@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from tunekit import adapter_files, arch
 from tunekit.errors import CheckpointError, ConfigError, MethodError
-from tunekit.method import apply_method, make_options
+from tunekit.methods import adapter_files, architecture
+from tunekit.methods.protocol import apply_method, make_options
 from tunekit.plugins import registries
 from tunekit.testing import outputs, perturb, sample_inputs, tiny_bert, tiny_gpt2, tiny_llama
 
@@ -28,14 +28,14 @@ def apply(name, model, keep=(), **options):
 
 def test_arch_finds_modules_of_each_family():
     bert, gpt2, llama = tiny_bert(), tiny_gpt2(), tiny_llama()
-    assert arch.attention_outputs(bert)[0] == "bert.encoder.layer.0.attention.output.dense"
-    assert arch.ffn_outputs(gpt2)[1] == "transformer.h.1.mlp.c_proj"
-    assert arch.final_norm(llama) == "model.norm"
-    assert arch.final_norm(bert) is None
-    assert arch.embeddings(gpt2) == ["transformer.wte", "transformer.wpe"]
-    info = arch.arch_info(llama)
+    assert architecture.attention_outputs(bert)[0] == "bert.encoder.layer.0.attention.output.dense"
+    assert architecture.ffn_outputs(gpt2)[1] == "transformer.h.1.mlp.c_proj"
+    assert architecture.final_norm(llama) == "model.norm"
+    assert architecture.final_norm(bert) is None
+    assert architecture.embeddings(gpt2) == ["transformer.wte", "transformer.wpe"]
+    info = architecture.arch_info(llama)
     assert (info.heads, info.kv_heads, info.head_dim, info.kv_dim) == (6, 2, 8, 16)
-    assert "lm_head" not in arch.linear_modules(llama)
+    assert "lm_head" not in architecture.linear_modules(llama)
 
 
 def test_unknown_architecture_is_a_method_error():

@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from tunekit.method import make_options
+from tunekit.methods.protocol import make_options
 from tunekit.plugins import registries
 from tunekit.testing import head_modules, outputs, perturb, sample_inputs, tiny_bert, tiny_gpt2, tiny_llama
 

@@ -120,7 +120,7 @@ def test_each_broken_plugin_is_failed_with_what_is_wrong(broken: Path) -> None:
     assert {d: p.state for d, p in found.items()} == dict.fromkeys(BROKEN, "failed")
     clash = found["tunekit-clash"].error
     assert "PluginCollisionError" in clash and "'lora'" in clash
-    assert "tunekit-clash 1.0" in clash and "tunekit " in clash and "tunekit.builtins.lora" in clash  # both providers
+    assert "tunekit-clash 1.0" in clash and "tunekit " in clash and "tunekit.builtins.methods.lora" in clash  # both providers
     typo = found["tunekit-typo"].error
     assert "unknown hook 'register_method'" in typo and "did you mean 'register_methods'" in typo
     assert "register_tasks" in typo  # the valid names are listed

@@ -14,8 +14,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from tunekit import arch, data, hookspecs, method, models, plugins, task
+from tunekit import data, hookspecs, models, plugins
+from tunekit.methods import architecture as arch
+from tunekit.methods import protocol as method
 from tunekit.protocols import OptionalAttr, protocol_members
+from tunekit.tasks import protocol as task
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 TEXT = DOC.read_text(encoding="utf-8")
@@ -83,8 +86,7 @@ def test_optional_attributes_are_not_protocol_members() -> None:
 
 
 def test_the_runner_default_learning_rate_is_the_declared_one() -> None:
-    from tunekit import runner
-
+    from tunekit.runs import runner
     assert method.METHOD_OPTIONAL["default_lr"].default == runner.DEFAULT_LR
 
 
@@ -96,7 +98,7 @@ def test_arch_fields_and_functions_are_listed_in_full() -> None:
     public = [n for n, v in vars(arch).items()
               if inspect.isfunction(v) and v.__module__ == arch.__name__ and not n.startswith("_")]
     missing = [n for n in public if f"`{n}(" not in TEXT]
-    assert not missing, f"docs/plugins.md does not list tunekit.arch.{missing}"
+    assert not missing, f"docs/plugins.md does not list tunekit.methods.architecture.{missing}"
 
 
 def test_conformance_kit_and_environment_are_documented() -> None:

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from tunekit import options as opts
-from tunekit.builtins.causal_lm import records
+from tunekit.builtins.tasks.causal_lm import records
 from tunekit.config import DataConfig
 from tunekit.errors import DataError
 from tunekit.models import ResolvedModel
 from tunekit.plugins import registries
-from tunekit.task import TaskContext
+from tunekit.tasks.protocol import TaskContext
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} [MASK] {% endfor %}"

@@ -10,7 +10,7 @@ from tunekit.config import DataConfig
 from tunekit.errors import DataError
 from tunekit.models import ResolvedModel
 from tunekit.plugins import registries
-from tunekit.task import TaskContext
+from tunekit.tasks.protocol import TaskContext
 
 
 def _rows(records):

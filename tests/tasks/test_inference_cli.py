@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from tunekit import cli as cli_module
-from tunekit.runner import run
+from tunekit.runs.runner import run
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import json
 import pytest
 
 from tests.helpers import model_package, shared_data
-from tunekit import runner
 from tunekit.data import read_dataset
+from tunekit.runs import runner
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tunekit import metrics
+from tunekit.tasks import metrics
 
 
 def test_accuracy_f1_mcc():

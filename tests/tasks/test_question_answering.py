@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from tunekit import options as opts
-from tunekit.builtins.question_answering.answers import best_answers
+from tunekit.builtins.tasks.question_answering.answers import best_answers
 from tunekit.config import DataConfig
 from tunekit.data import read_dataset
 from tunekit.errors import DataError
 from tunekit.models import ResolvedModel
 from tunekit.plugins import registries
-from tunekit.task import TaskContext
+from tunekit.tasks.protocol import TaskContext
 
 CONTEXT = ("the eu rejects german call . peter blackburn went to brussels . mary lives in paris , "
            "the capital of france . john works in london , england .")

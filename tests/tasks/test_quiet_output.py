@@ -79,7 +79,7 @@ def test_library_warnings_are_scoped_and_ours_still_show(monkeypatch):
             cli_module._quiet_libraries()
             warnings.warn_explicit("a library advisory", FutureWarning, "x.py", 1, module="transformers.modeling_utils")
             warnings.warn_explicit("a bnb advisory", UserWarning, "y.py", 1, module="bitsandbytes.nn.modules")
-            warnings.warn_explicit("ours", UserWarning, "z.py", 1, module="tunekit.runner")
+            warnings.warn_explicit("ours", UserWarning, "z.py", 1, module="tunekit.runs.runner")
             warnings.warn_explicit("a plugin's", UserWarning, "p.py", 1, module="tunekit_plugin_x")
         assert [str(w.message) for w in caught] == ["ours", "a plugin's"]
         assert logging.getLogger("bitsandbytes").getEffectiveLevel() == logging.ERROR

@@ -7,8 +7,8 @@ from collections import Counter
 import datasets
 import pytest
 
-from tunekit import rows
 from tunekit.errors import DataError
+from tunekit.tasks import rows
 
 
 def _data(n=100):

@@ -11,7 +11,7 @@ from tunekit.data import read_dataset
 from tunekit.errors import DataError
 from tunekit.models import ResolvedModel
 from tunekit.plugins import registries
-from tunekit.task import TaskContext
+from tunekit.tasks.protocol import TaskContext
 
 CONLL = """-DOCSTART- -X- O O
 

@@ -21,11 +21,11 @@ from tunekit.errors import MethodError, UsageError
               help="For a run trained on an int8 base: dequantize the base, add the adapter, save a float model.")
 def export(run_dir: str, output: str, dequantize: bool) -> None:
     """Save a run as a plain model folder (adapter merged in, or the model as trained); loads without tunekit."""
-    from tunekit.merge import dequantize_model, merged_float_model
-    from tunekit.method import trains_in_place
+    from tunekit.methods.merge import dequantize_model, merged_float_model
+    from tunekit.methods.protocol import trains_in_place
     from tunekit.models import save_plain_folder
     from tunekit.plugins import registries
-    from tunekit.runner import load_run
+    from tunekit.runs.runner import load_run
 
     out = Path(output)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

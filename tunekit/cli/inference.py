@@ -1,6 +1,6 @@
 """``tunekit eval``, ``predict``, ``generate`` and ``chat``: use a finished run folder.
 
-Every command loads the run with ``tunekit.runner.load_run`` (base model + task head + trained
+Every command loads the run with ``tunekit.runs.runner.load_run`` (base model + task head + trained
 method weights) and talks to the restored task job, so it works for every task that implements
 ``encode``/``evaluate``/``predict`` (and ``generate`` for the causal-lm commands).
 """
@@ -16,7 +16,7 @@ import click
 from tunekit.cli import cli, console
 from tunekit.errors import UsageError
 from tunekit.protocols import optional
-from tunekit.task import JOB_OPTIONAL
+from tunekit.tasks.protocol import JOB_OPTIONAL
 
 RUN_OPTION = click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False),
                           help="Run folder written by `tunekit run`.")
@@ -25,7 +25,7 @@ QUANTIZE_OPTION = click.option("--quantize", default=None,
 
 
 def _load(run_dir: str, quantize: str | None) -> Any:
-    from tunekit.runner import load_run
+    from tunekit.runs.runner import load_run
 
     with console.status(f"loading {run_dir} ..."):
         return load_run(run_dir, quantize=quantize)
@@ -57,8 +57,8 @@ def _json_default(value: Any) -> Any:
 def eval_command(run_dir: str, data_path: str, batch_size: int | None, max_samples: int | None, as_json: bool,
                  quantize: str | None) -> None:
     """Score a trained run on a labelled data file with its task's metrics."""
-    from tunekit import rows
     from tunekit.data import read_dataset
+    from tunekit.tasks import rows
 
     if max_samples is not None and max_samples <= 0:
         raise UsageError(f"--max-samples must be positive, not {max_samples}.")

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from tunekit import options as opts
 from tunekit.cli import cli, console
-from tunekit.method import METHOD_OPTIONAL
+from tunekit.methods.protocol import METHOD_OPTIONAL
 from tunekit.plugins import registries
 from tunekit.protocols import optional
 from tunekit.registry import Entry

@@ -122,7 +122,7 @@ def listeners() -> list[Any]:
               help="Set any config key, e.g. --set method.r=16 --set data.text_column=sentence.")
 def run(config_path: str | None, sets: tuple[str, ...], **flags: Any) -> None:
     """Fine-tune a model: tokenize, train, evaluate, and write the run folder."""
-    from tunekit.runner import run as run_training
+    from tunekit.runs.runner import run as run_training
 
     cfg = config_mod.load(config_path, overrides_from_flags(flags), list(sets))
     run_training(cfg, listeners=listeners())

@@ -64,11 +64,10 @@ def _split(model: nn.Module, dotted: str) -> tuple[nn.Module, str]:
 def first_trainable_block(model: nn.Module, head_modules: Sequence[str]) -> tuple[int, str] | tuple[None, str]:
     """``(k, "")``: the lowest block holding a trainable parameter (``len(blocks)`` when none does), or
     ``(None, reason)`` when caching cannot be used for this model."""
-    from tunekit import arch
-
+    from tunekit.methods import architecture
     try:
-        block_names = [name for name, _ in arch.blocks(model)]
-        embeddings = arch.embeddings(model)
+        block_names = [name for name, _ in architecture.blocks(model)]
+        embeddings = architecture.embeddings(model)
     except Exception:
         return None, "the architecture's blocks are unknown"
     if len(embeddings) != 1:
@@ -108,16 +107,15 @@ class FrozenCache:
     """Hidden states entering block ``k`` for every training example, and the swap that replays them."""
 
     def __init__(self, model: nn.Module, k: int, states: list[torch.Tensor]) -> None:
-        from tunekit import arch
-
+        from tunekit.methods import architecture
         self.model = model
         self.k = k
         self.states = states
-        blocks_path = arch.blocks_path(model)
+        blocks_path = architecture.blocks_path(model)
         self._block_parent, self._block_attr = _split(model, blocks_path)
         self._blocks: nn.ModuleList = getattr(self._block_parent, self._block_attr)
         self._top = nn.ModuleList(list(self._blocks)[k:])
-        self._emb_parent, self._emb_attr = _split(model, arch.embeddings(model)[0])
+        self._emb_parent, self._emb_attr = _split(model, architecture.embeddings(model)[0])
         self._embedding: nn.Module = getattr(self._emb_parent, self._emb_attr)
         self._replay = _Replay()
 
@@ -155,8 +153,7 @@ def build_frozen_cache(model: nn.Module, dataset: Sequence[Any], collate: Callab
                        head_modules: Sequence[str], batch_size: int, device: torch.device,
                        autocast: Callable[[], contextlib.AbstractContextManager]) -> FrozenCache | None:
     """Run the frozen lower part once over ``dataset`` and keep its output, or None (logged) when caching does not apply."""
-    from tunekit import arch
-
+    from tunekit.methods import architecture
     k, reason = first_trainable_block(model, head_modules)
     if k is None:
         log.debug("not caching frozen layers: %s", reason)
@@ -172,7 +169,7 @@ def build_frozen_cache(model: nn.Module, dataset: Sequence[Any], collate: Callab
         log.info("not caching frozen layers: the cache would take about %.0f MB (limit TUNEKIT_CACHE_FROZEN_MB=%.0f)",
                  estimate, budget_mb)
         return None
-    last_frozen = arch.blocks(model)[k - 1][1]
+    last_frozen = architecture.blocks(model)[k - 1][1]
 
     def capture(module: nn.Module, args: Any, output: Any) -> None:
         raise _Captured(output if isinstance(output, torch.Tensor) else output[0])
@@ -212,7 +209,7 @@ def build_frozen_cache(model: nn.Module, dataset: Sequence[Any], collate: Callab
     cache = FrozenCache(model, k, [s for s in states if s is not None])
     if len(cache.states) != len(dataset):
         return None
-    n_blocks = len(arch.blocks(model))
+    n_blocks = len(architecture.blocks(model))
     top = f"blocks {k}-{n_blocks - 1} and the head" if k < n_blocks else "only the layers above the blocks"
     log.info("cached the frozen embeddings and blocks 0-%d for %d examples (%.1f MB); training runs %s",
              k - 1, len(dataset), cache.megabytes, top)

@@ -19,7 +19,7 @@ The rule is only consulted when the two rates differ (``backbone_lr`` or ``layer
 Layer-wise decay (``layer_decay = d``): with ``L`` transformer blocks, a pretrained parameter in block
 ``i`` trains at ``backbone_lr * d ** (L - 1 - i)``, the embeddings at ``backbone_lr * d ** L`` (the
 lowest), and pretrained parameters above the blocks (final norm, pooler) at ``backbone_lr``. Blocks and
-embeddings come from ``tunekit.arch`` for the families it knows, else from the usual names
+embeddings come from ``tunekit.methods.architecture`` for the families it knows, else from the usual names
 (``layer.3.``, ``layers.3.``, ``h.3.``; ``*embed*``, ``wte``, ``wpe``).
 
 Weight decay is not applied to biases and normalisation weights (1-D tensors).
@@ -103,11 +103,10 @@ def reference_parameter_names(model: nn.Module) -> set[str] | None:
 
 
 def _structure(model: nn.Module) -> tuple[list[str], list[str]] | None:
-    """(block prefixes bottom first, embedding module prefixes) from ``tunekit.arch``, None for unknown families."""
-    from tunekit import arch
-
+    """(block prefixes bottom first, embedding module prefixes) from ``tunekit.methods.architecture``, None for unknown families."""
+    from tunekit.methods import architecture
     try:
-        return [name for name, _ in arch.blocks(model)], arch.embeddings(model)
+        return [name for name, _ in architecture.blocks(model)], architecture.embeddings(model)
     except Exception:  # a family arch does not describe: fall back to the usual names
         return None
 

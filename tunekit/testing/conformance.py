@@ -23,8 +23,8 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from tunekit.arch import arch_info
-from tunekit.method import count_parameters, make_options, method_flag
+from tunekit.methods.architecture import arch_info
+from tunekit.methods.protocol import count_parameters, make_options, method_flag
 from tunekit.testing.models import head_modules, sample_inputs
 
 Factory = Callable[[], nn.Module]

@@ -22,7 +22,7 @@ from tunekit_ia3 import IA3
 
 from tunekit import plugins
 from tunekit.errors import CheckpointError, ConfigError, MethodError
-from tunekit.method import count_parameters, make_options
+from tunekit.methods.protocol import count_parameters, make_options
 
 TINY = {
     "bert": BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -264,8 +264,8 @@ def test_int8_base_trains_and_refuses_an_in_place_merge(tmp_path: Path) -> None:
 
     from transformers import BitsAndBytesConfig, LlamaForSequenceClassification
 
-    from tunekit.arch import arch_info
-    from tunekit.merge import merged_float_model
+    from tunekit.methods.architecture import arch_info
+    from tunekit.methods.merge import merged_float_model
     from tunekit.testing import outputs, sample_inputs, tiny_llama
 
     tiny_llama("cls", hidden_size=64, num_attention_heads=4, num_key_value_heads=2).save_pretrained(str(tmp_path))

@@ -19,7 +19,7 @@ from tunekit_prompt_tuning import PromptTuning
 
 from tunekit import plugins
 from tunekit.errors import CheckpointError, ConfigError, MethodError
-from tunekit.method import count_parameters, make_options
+from tunekit.methods.protocol import count_parameters, make_options
 
 CONFIGS = {
     "bert": BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

@@ -18,9 +18,9 @@ from typing import Any
 
 from torch import nn
 
-from tunekit import arch as archmod
 from tunekit.errors import MethodError
-from tunekit.method_base import (
+from tunekit.methods import architecture
+from tunekit.methods.surgery import (
     AppliedMethod,
     freeze_all,
     load_tunekit_adapter,
@@ -32,7 +32,7 @@ from tunekit.options import check, option
 from tunekit_ia3.layers import IA3Scaled, Side, is_quantized, weight_layout
 
 # Inside one transformer block: the key and value projections of each architecture family that
-# tunekit.arch knows (it names the feed-forward output projection itself). GPT-2 fuses query, key and
+# tunekit.methods.architecture knows (it names the feed-forward output projection itself). GPT-2 fuses query, key and
 # value into one Conv1D, whose key and value thirds get the vectors.
 KEY_VALUE = {
     "bert": ("attention.self.key", "attention.self.value"),
@@ -79,11 +79,11 @@ def matches(name: str, pattern: str) -> bool:
 
 
 def _default_patterns(model: nn.Module) -> tuple[list[str], list[str], list[str]]:
-    """(key/value, feed-forward, fused qkv) qualified module names for a model tunekit.arch knows."""
+    """(key/value, feed-forward, fused qkv) qualified module names for a model tunekit.methods.architecture knows."""
     try:
-        family = archmod.family_of(model)
-        blocks = [name for name, _ in archmod.blocks(model)]
-        ffn = archmod.ffn_outputs(model)
+        family = architecture.family_of(model)
+        blocks = [name for name, _ in architecture.blocks(model)]
+        ffn = architecture.ffn_outputs(model)
     except MethodError:
         model_type = getattr(getattr(model, "config", None), "model_type", None)
         raise MethodError(
@@ -165,7 +165,7 @@ class IA3Applied(AppliedMethod):
         if any(is_quantized(w.base_layer) for w in wrappers if not w.merged):
             raise MethodError(
                 "IA3 cannot merge into a quantized base exactly; load the model without --quantize to merge "
-                "(or export with tunekit.merge.merged_float_model, which dequantizes first)."
+                "(or export with tunekit.methods.merge.merged_float_model, which dequantizes first)."
             )
         for wrapper in wrappers:
             wrapper.merge()
@@ -185,7 +185,7 @@ class IA3Applied(AppliedMethod):
 
 
 class IA3:
-    """The ``ia3`` method (follows ``tunekit.method.Method``)."""
+    """The ``ia3`` method (follows ``tunekit.methods.protocol.Method``)."""
 
     name = "ia3"
     description = "IA3: learned vectors rescale attention keys, values and feed-forward activations (mergeable)."
@@ -208,11 +208,11 @@ class IA3:
     def expected_trainable(self, arch: Any, options: IA3Options) -> int:
         """Closed form ``layers * (2 * kv_dim + intermediate)`` for the default targets.
 
-        ``arch`` is a ``tunekit.arch.ArchInfo`` (a model or config is accepted too).
+        ``arch`` is a ``tunekit.methods.architecture.ArchInfo`` (a model or config is accepted too).
         """
         if not options.uses_defaults:
             raise MethodError("the closed-form IA3 count is known for the default targets only; count the model instead.")
-        info = arch if isinstance(arch, archmod.ArchInfo) else archmod.arch_info(arch)
+        info = arch if isinstance(arch, architecture.ArchInfo) else architecture.arch_info(arch)
         return info.layers * (2 * info.kv_dim + info.intermediate)
 
     def load(self, model: nn.Module, folder: str | Path) -> IA3Applied:

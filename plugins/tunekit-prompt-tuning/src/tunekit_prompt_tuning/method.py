@@ -15,9 +15,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from tunekit import arch as archmod
 from tunekit.errors import MethodError
-from tunekit.method_base import AppliedMethod, freeze_all, load_tunekit_adapter, resolve_modules, unfreeze
+from tunekit.methods import architecture
+from tunekit.methods.surgery import AppliedMethod, freeze_all, load_tunekit_adapter, resolve_modules, unfreeze
 from tunekit.options import check, option
 from tunekit_prompt_tuning.soft_prompt import SoftPrompt
 
@@ -88,7 +88,7 @@ class PromptTuningApplied(AppliedMethod):
 
 
 class PromptTuning:
-    """The ``prompt-tuning`` method (follows ``tunekit.method.Method``)."""
+    """The ``prompt-tuning`` method (follows ``tunekit.methods.protocol.Method``)."""
 
     name = "prompt-tuning"
     description = "Prompt tuning: trainable soft-prompt vectors prepended to the input; the model stays frozen."
@@ -118,9 +118,9 @@ class PromptTuning:
     def expected_trainable(self, arch: Any, options: PromptTuningOptions) -> int:
         """Closed form: ``num_virtual_tokens * hidden`` (head excluded).
 
-        ``arch`` is a ``tunekit.arch.ArchInfo``; a model or config with a ``hidden_size``-like field works too.
+        ``arch`` is a ``tunekit.methods.architecture.ArchInfo``; a model or config with a ``hidden_size``-like field works too.
         """
-        if isinstance(arch, archmod.ArchInfo):
+        if isinstance(arch, architecture.ArchInfo):
             return options.num_virtual_tokens * arch.hidden
         cfg = getattr(arch, "config", arch)
         for key in ("embedding_size", "hidden_size", "n_embd", "d_model", "dim"):

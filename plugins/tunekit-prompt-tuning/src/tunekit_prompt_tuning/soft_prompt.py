@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from tunekit.errors import MethodError
+from tunekit.methods.architecture import cache_keyword
 
 _POSITION_LIMITS = ("max_position_embeddings", "n_positions")
 
@@ -62,7 +63,7 @@ class SoftPrompt(nn.Module):
         for name, value in zip(self._params, args, strict=False):  # positional arguments become keywords
             kwargs[name] = value
         n = self.num_virtual_tokens
-        cache = kwargs.get("past_key_values")
+        cache = kwargs.get(cache_keyword(module, kwargs))
         first = cache is None or (hasattr(cache, "get_seq_length") and cache.get_seq_length() == 0)
         mask = kwargs.get("attention_mask")
         if mask is not None and mask.dim() != 2:

@@ -1,0 +1,1 @@
+"""Built-in model sources: aliases for the models that ship as PyPI packages."""

@@ -1,0 +1,1 @@
+"""Built-in quantized-loading back ends."""

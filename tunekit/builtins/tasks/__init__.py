@@ -1,0 +1,1 @@
+"""Built-in tasks: head, preprocessing, loss, metrics and prediction for one kind of problem each."""

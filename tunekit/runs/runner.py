@@ -1,0 +1,443 @@
+"""One run, start to finish: config -> model source -> task -> quantizer -> method -> engine -> run folder.
+
+This is the only place that connects the registries to each other; it names no built-in plugin.
+
+Run folder layout::
+
+    config.yaml      the resolved configuration
+    task.json        what the task needs to rebuild itself (labels, ...)
+    tokenizer/       the tokenizer
+    adapter/         the method's weights and the task head (adapter_config.json + adapter_model.safetensors)
+    checkpoints/     step checkpoints written by the engine (for --resume)
+    metrics.jsonl    one line per logging step and per evaluation
+    summary.json     parameter counts, final and best metrics, timings, providers
+    providers.json   the distribution and version that provided the method and the task (tunekit.runs.provenance)
+    .tunekit.lock    held by the process writing the folder (tunekit.runs.locking)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from tunekit import config as config_mod
+from tunekit import options as opts
+from tunekit.runs import locking, provenance
+from tunekit.config import RunConfig
+from tunekit.errors import CheckpointError, ConfigError, DataError, UsageError
+from tunekit.methods.protocol import MethodReport, count_parameters, make_options
+from tunekit.models import ResolvedModel, resolve_model
+from tunekit.plugins import registries
+from tunekit.runs.output_folder import check_output_dir
+from tunekit.tasks.protocol import TaskContext
+
+log = logging.getLogger("tunekit.run")
+
+ADAPTER_DIR = "adapter"
+HELDOUT_FILE = "heldout.jsonl"
+DEFAULT_LR = 2e-4  # for a method that suggests no learning rate of its own
+TOKENIZER_DIR = "tokenizer"
+
+
+@dataclass
+class RunResult:
+    """What ``tunekit.run`` returns."""
+
+    output_dir: Path
+    summary: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.output_dir / ADAPTER_DIR
+
+
+@dataclass
+class LoadedRun:
+    """A finished run loaded back: ready to predict, evaluate or generate."""
+
+    model: Any
+    tokenizer: Any
+    job: Any
+    config: RunConfig
+    applied: Any
+    folder: Path
+
+
+def as_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike) -> RunConfig:
+    """Accept a RunConfig, a nested dict, or the path of a YAML file."""
+    if isinstance(config, RunConfig):
+        return config
+    if isinstance(config, Mapping):
+        return config_mod.from_dict(config)
+    return config_mod.load(config)
+
+
+def fingerprint(cfg: RunConfig) -> str:
+    """A hash of the settings that decide what is trained (resuming a folder made by others is refused)."""
+    from tunekit.engine import config_fingerprint
+
+    return config_fingerprint(cfg.to_dict())
+
+
+def is_main_process() -> bool:
+    """False in the non-zero ranks of a torchrun / accelerate launch: only rank 0 writes run files."""
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def default_output_dir(cfg: RunConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg.method_name}-{cfg.task_name}-{stamp}"
+
+
+def _plugin(cfg: RunConfig, kind: str) -> Any:
+    """The run's method or task; resuming a folder whose plugin is gone names the distribution to install."""
+    name = cfg.method_name if kind == "method" else cfg.task_name
+    if cfg.training.resume and cfg.output.dir:
+        return provenance.lookup(registries(), kind, name, Path(cfg.output.dir))
+    return getattr(registries(), f"{kind}s").get(name)
+
+
+def resolve_defaults(cfg: RunConfig) -> None:
+    """Fill settings whose default depends on the chosen plugins (``training.lr`` from the method)."""
+    if cfg.training.lr is None:
+        method = _plugin(cfg, "method")
+        cfg.training.lr = float(getattr(method, "default_lr", DEFAULT_LR))
+
+
+@contextlib.contextmanager
+def _model_files(cfg: RunConfig, what: str) -> Iterator[None]:
+    """Turn transformers' OSError / ValueError for a model that cannot be opened into one UsageError.
+
+    (transformers raises these for a folder without weights or tokenizer files, a config.json that is
+    not JSON, an unknown model type, or a hub id it cannot reach.)
+    """
+    try:
+        yield
+    except (OSError, ValueError) as exc:
+        detail = " ".join(str(exc).split())
+        detail = detail if len(detail) <= 240 else detail[:237] + "..."
+        raise UsageError(
+            f"cannot load the {what} of model {cfg.model.name!r} ({detail}); point --model at a complete "
+            "Hugging Face model folder (config.json, weights, tokenizer files) or an alias from `tunekit models`."
+        ) from None
+
+
+def _check_token_ids(cfg: RunConfig, job: Any, model: Any) -> None:
+    """Refuse a tokenizer whose ids the model has no embedding for (it would fail deep inside the first step)."""
+    embeddings = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    size = getattr(embeddings, "num_embeddings", None)
+    if not size:
+        return
+    top = -1
+    for features in (job.train_dataset, job.eval_dataset):
+        for i in range(len(features) if features is not None else 0):  # a sized sequence of feature dicts
+            feature = features[i]
+            ids = feature.get("input_ids") if isinstance(feature, dict) else None
+            if ids:
+                top = max(top, max(ids))
+    if top >= size:
+        raise UsageError(
+            f"the tokenizer of model {cfg.model.name!r} produces token id {top} but the model has only {size} "
+            "token embeddings; the tokenizer does not belong to these weights, use the one saved with the model."
+        )
+
+
+def _load_tokenizer(source: ResolvedModel, cfg: RunConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    kwargs = dict(source.tokenizer_kwargs)
+    if cfg.model.revision:
+        kwargs["revision"] = cfg.model.revision
+    return AutoTokenizer.from_pretrained(source.path, trust_remote_code=cfg.model.trust_remote_code, **kwargs)
+
+
+def _quantizer_kwargs(cfg: RunConfig, method: Any, head_modules: Sequence[str]) -> dict[str, Any]:
+    if not cfg.model.quantize:
+        return {}
+    quantizer = registries().quantizers.get(cfg.model.quantize)
+    if getattr(method, "trains_base_weights", False):
+        raise UsageError(
+            f"method {cfg.method_name!r} trains the base weights, which cannot be trained in "
+            f"{cfg.model.quantize}; drop --quantize or pick a method that freezes the base (lora, houlsby, ...)."
+        )
+    return quantizer.load_kwargs(list(head_modules))
+
+
+def _float_modules(cfg: RunConfig, method: Any, method_options: Any, source: ResolvedModel) -> list[str]:
+    """Pretrained modules the method trains (e.g. freeze's top blocks): kept out of quantization."""
+    if not cfg.model.quantize or not callable(getattr(method, "float_modules", None)):
+        return []
+    from transformers import AutoConfig
+
+    from tunekit.methods.architecture import arch_info
+    from tunekit.methods.protocol import float_modules
+
+    config_kwargs = {k: v for k, v in source.load_kwargs.items() if k in ("revision", "trust_remote_code", "gguf_file")}
+    config = AutoConfig.from_pretrained(source.path, **config_kwargs)
+    return float_modules(method, arch_info(config), method_options)
+
+
+def _source(cfg: RunConfig) -> ResolvedModel:
+    source = resolve_model(cfg.model.name)
+    if cfg.model.revision:
+        source.load_kwargs.setdefault("revision", cfg.model.revision)
+    if cfg.model.trust_remote_code:
+        source.load_kwargs["trust_remote_code"] = True
+    return source
+
+
+def prepare(cfg: RunConfig, before_method: Callable[[Any, Any], None] | None = None,
+            ) -> tuple[Any, Any, Any, Any, Any, ResolvedModel]:
+    """Everything up to a model with the method applied; cheap checks come first.
+
+    ``before_method(job, model)`` runs on the base model with its head, before the method changes it.
+
+    Returns (task_job, model, applied, method_report, tokenizer, source).
+    """
+    regs = registries()
+    task, method = _plugin(cfg, "task"), _plugin(cfg, "method")
+    method_options = make_options(method, cfg.method_options)
+    resolve_defaults(cfg)
+    task_options = opts.build(task.options_class, cfg.task_options, where="task")
+    if cfg.model.quantize:
+        regs.quantizers.get(cfg.model.quantize)
+        if getattr(method, "trains_base_weights", False):
+            _quantizer_kwargs(cfg, method, [])
+    if not cfg.data.train:
+        raise ConfigError("no training data; pass --data FILE (or set data.train in the config).")
+
+    from tunekit.data import read_dataset
+
+    train_rows = read_dataset(cfg.data.train, cfg.data)
+    val_rows = read_dataset(cfg.data.validation, cfg.data) if cfg.data.validation else None
+    source = _source(cfg)
+    with _model_files(cfg, "tokenizer"):
+        tokenizer = _load_tokenizer(source, cfg)
+    from tunekit.engine.seeding import seed_everything
+
+    seed_everything(cfg.training.seed)  # the validation split, the head's and the method's initial weights
+    job = task.prepare(TaskContext(tokenizer, task_options, cfg.data, train_rows, val_rows, cfg.training.seed))
+    with _model_files(cfg, "weights"):
+        skip = [*job.head_modules, *_float_modules(cfg, method, method_options, source)]
+        load_kwargs = {**source.load_kwargs, **_quantizer_kwargs(cfg, method, skip)}
+        model = job.build_model(source, load_kwargs)
+    _check_token_ids(cfg, job, model)
+    if before_method is not None:
+        before_method(job, model)
+    applied = method.apply(model, method_options, list(job.head_modules))
+    trainable, total = count_parameters(model)
+    report = MethodReport(cfg.method_name, trainable, total, list(applied.injected), applied)
+    if trainable == 0:
+        raise UsageError(f"method {cfg.method_name!r} left nothing to train; check its options.")
+    return job, model, applied, report, tokenizer, source
+
+
+def _emit(listeners: Sequence[Any], event: str, *args: Any) -> None:
+    for listener in listeners:
+        fn = getattr(listener, event, None)
+        if fn is not None:
+            fn(*args)
+
+
+def run(config: RunConfig | Mapping[str, Any] | str | os.PathLike, listeners: Sequence[Any] = ()) -> RunResult:
+    """Train as ``config`` says and write the run folder. ``listeners`` receive progress events.
+
+    The run folder is locked for the whole run (``tunekit.runs.locking``): a folder another process is
+    writing is refused before anything is loaded or written.
+    """
+    cfg = as_config(config)
+    out = Path(cfg.output.dir) if cfg.output.dir else default_output_dir(cfg)
+    cfg.output.dir = str(out)
+    main = is_main_process()
+    if main:
+        locking.ensure_free(out, locking.WRITE_FIX)
+    resolve_defaults(cfg)
+    check_output_dir(out, cfg)
+    created = next((p for p in [*reversed(out.parents), out] if not p.exists()), None)
+    with locking.hold(out) if main else contextlib.nullcontext():
+        try:
+            if main:
+                check_output_dir(out, cfg)  # again, now that no other process can write there
+            return _run_held(cfg, out, listeners, main)
+        except BaseException:
+            if main and created is not None and not (out / "checkpoints").is_dir():
+                shutil.rmtree(created, ignore_errors=True)  # nothing worth keeping: leave no half-written folder
+            raise
+
+
+def _run_held(cfg: RunConfig, out: Path, listeners: Sequence[Any], main: bool) -> RunResult:
+    """The body of :func:`run`, with the run folder created and held."""
+    heldout = _heldout_rows(cfg)
+    base_answers: list[str] = []
+
+    def answer_before_training(job: Any, model: Any) -> None:
+        if heldout:
+            base_answers.extend(_answers(job, model, heldout))
+
+    job, model, applied, report, tokenizer, _source_ = prepare(cfg, answer_before_training)
+    from tunekit.engine import train
+    log.debug("%s", report.line())
+    _emit(listeners, "on_method_applied", report)
+    providers = provenance.describe(registries(), cfg.method_name, cfg.task_name)
+    if main:
+        if cfg.output.overwrite and not cfg.training.resume:
+            for child in (ADAPTER_DIR, "summary.json", "metrics.jsonl", HELDOUT_FILE):
+                target = out / child
+                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+        (out / "config.yaml").write_text(config_mod.to_yaml(cfg), encoding="utf-8")
+        provenance.write(out, providers)
+        job.save(out)
+        tokenizer.save_pretrained(out / TOKENIZER_DIR)
+    result = train(model, job, cfg.training, out, applied=applied, listeners=listeners,
+                   config_fingerprint=fingerprint(cfg), overwrite=cfg.output.overwrite)
+    if not main:
+        return RunResult(out, {}, dict(getattr(result, "final_metrics", {}) or {}))
+    tmp = out / f".{ADAPTER_DIR}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    applied.save(tmp)
+    shutil.rmtree(out / ADAPTER_DIR, ignore_errors=True)
+    os.replace(tmp, out / ADAPTER_DIR)
+    summary = {
+        "method": cfg.method_name,
+        "task": cfg.task_name,
+        "model": cfg.model.name,
+        "quantize": cfg.model.quantize,
+        "providers": providers,
+        "trainable_params": report.trainable_params,
+        "total_params": report.total_params,
+        "trainable_percent": round(report.trainable_percent, 4),
+        **_result_fields(result),
+        "output_dir": str(out),
+    }
+    if heldout:
+        summary.update(_score_heldout(job, model, heldout, base_answers, out))
+        _emit(listeners, "on_heldout", _read_jsonl(out / HELDOUT_FILE), summary)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
+    _emit(listeners, "on_run_end", summary)
+    return RunResult(out, summary, dict(getattr(result, "final_metrics", {}) or {}))
+
+
+def _heldout_rows(cfg: RunConfig) -> list[dict[str, Any]] | None:
+    """The held-out prompts of this run (``data.heldout`` or the training set's companion), validated."""
+    from tunekit.data import heldout_companion, read_dataset
+
+    name = cfg.data.heldout or heldout_companion(cfg.data.train)
+    if not name:
+        return None
+    rows = [dict(r) for r in read_dataset(name, cfg.data)]
+    for i, row in enumerate(rows, start=1):
+        if not isinstance(row.get("prompt"), str) or not row.get("keywords"):
+            raise DataError(
+                f"held-out record {i} of {name!r} needs a `prompt` string and a non-empty `keywords` list; "
+                "fix the file given to data.heldout."
+            )
+    return rows
+
+
+def _answers(job: Any, model: Any, rows: Sequence[dict[str, Any]]) -> list[str]:
+    was_training = model.training
+    model.eval()
+    try:
+        predictions = job.predict(model, [row["prompt"] for row in rows])
+    finally:
+        model.train(was_training)
+    return [p if isinstance(p, str) else str(p.get("text") or p.get("label") or p) if isinstance(p, dict) else str(p)
+            for p in predictions]
+
+
+def _score_heldout(job: Any, model: Any, rows: Sequence[dict[str, Any]], base: Sequence[str],
+                   out: Path) -> dict[str, Any]:
+    """Answer the held-out prompts with the tuned model, score both sets of answers, write heldout.jsonl."""
+    from tunekit.runs.heldout import score
+
+    tuned = _answers(job, model, rows)
+    records = []
+    for row, before, after in zip(rows, base, tuned, strict=True):
+        records.append({
+            "prompt": row["prompt"], "expected": row.get("response", ""), "keywords": list(row["keywords"]),
+            "base_answer": before, "tuned_answer": after,
+            "base_correct": score(before, row["keywords"]), "tuned_correct": score(after, row["keywords"]),
+        })
+    with open(out / HELDOUT_FILE, "w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    n = len(records)
+    return {
+        "heldout_examples": n,
+        "base_heldout_accuracy": sum(r["base_correct"] for r in records) / n,
+        "heldout_accuracy": sum(r["tuned_correct"] for r in records) / n,
+    }
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _result_fields(result: Any) -> dict[str, Any]:
+    final = dict(getattr(result, "final_metrics", {}) or {})
+    best = dict(getattr(result, "best_metrics", {}) or {})
+    fields: dict[str, Any] = dict(final)
+    fields["final_metrics"] = final
+    fields["best_metrics"] = best
+    for name in ("best_checkpoint", "steps", "epochs", "train_seconds", "tokens_per_second",
+                 "peak_memory_mb", "stopped_early"):
+        if hasattr(result, name):
+            value = getattr(result, name)
+            fields[name] = str(value) if isinstance(value, Path) else value
+    return fields
+
+
+def load_run(folder: str | os.PathLike, *, quantize: str | None = None, trust_remote_code: bool = False) -> LoadedRun:
+    """Load a finished run folder: the base model with the task head and the trained method weights.
+
+    A run folder may come from someone else, so its config.yaml cannot switch on ``trust_remote_code``:
+    a run trained with it loads only when the caller passes ``trust_remote_code=True`` too.
+    """
+    out = Path(folder)
+    locking.ensure_free(out)
+    if not (out / "config.yaml").is_file():
+        raise UsageError(f"{str(out)!r} is not a tunekit run folder (no config.yaml); pass the folder `tunekit run` wrote.")
+    if not (out / ADAPTER_DIR).is_dir():
+        raise CheckpointError(f"run folder {str(out)!r} has no trained weights ({ADAPTER_DIR}/); the run did not finish — resume it with --resume.")
+    cfg = config_mod.from_dict(config_mod.read_yaml(out / "config.yaml"))
+    if cfg.model.trust_remote_code and not trust_remote_code:
+        raise UsageError(
+            f"run folder {str(out)!r} was trained with model.trust_remote_code, so loading it runs the model's own "
+            "Python code; pass trust_remote_code=True to tunekit.load_run only if you trust that code."
+        )
+    if quantize is not None:
+        cfg.model.quantize = quantize or None
+    regs = registries()
+    task, method = provenance.lookup(regs, "task", cfg.task_name, out), provenance.lookup(regs, "method", cfg.method_name, out)
+    from transformers import AutoTokenizer
+
+    task_options = opts.build(task.options_class, cfg.task_options, where="task")
+    if not (out / TOKENIZER_DIR / "tokenizer_config.json").is_file():
+        raise CheckpointError(f"run folder {str(out)!r} has no {TOKENIZER_DIR}/ folder; the run folder is incomplete, "
+                              "train the run again.")
+    tokenizer = AutoTokenizer.from_pretrained(out / TOKENIZER_DIR)
+    try:
+        job = task.restore(TaskContext(tokenizer, task_options, cfg.data, None, None, cfg.training.seed), out)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a task.json edited or from elsewhere
+        raise CheckpointError(
+            f"run folder {str(out)!r} has a task state the {cfg.task_name} task cannot use "
+            f"({type(exc).__name__}: {exc}); train the run again."
+        ) from None
+    source = _source(cfg)
+    with _model_files(cfg, "weights"):
+        skip = [*job.head_modules, *_float_modules(cfg, method, make_options(method, cfg.method_options), source)]
+        load_kwargs = {**source.load_kwargs, **_quantizer_kwargs(cfg, method, skip)}
+        model = job.build_model(source, load_kwargs)
+    applied = method.load(model, out / ADAPTER_DIR)
+    model.eval()
+    return LoadedRun(model, tokenizer, job, cfg, applied, out)
