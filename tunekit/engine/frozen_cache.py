@@ -27,6 +27,7 @@ from torch import nn
 
 from tunekit.engine.optim import reference_parameter_names
 from tunekit.errors import UsageError
+from tunekit.names import is_under
 
 log = logging.getLogger("tunekit.engine")
 
@@ -52,10 +53,6 @@ class _Captured(Exception):
         self.hidden = hidden
 
 
-def _under(name: str, prefix: str) -> bool:
-    return name == prefix or name.startswith(prefix + ".")
-
-
 def _split(model: nn.Module, dotted: str) -> tuple[nn.Module, str]:
     parent, _, attr = dotted.rpartition(".")
     return (model.get_submodule(parent) if parent else model), attr
@@ -79,12 +76,12 @@ def first_trainable_block(model: nn.Module, head_modules: Sequence[str]) -> tupl
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        index = next((i for i, b in enumerate(block_names) if _under(name, b)), None)
+        index = next((i for i, b in enumerate(block_names) if is_under(name, b)), None)
         if index is not None:
             k = min(k, index)
-        elif _under(name, embeddings[0]):
+        elif is_under(name, embeddings[0]):
             return None, "the embeddings train"
-        elif any(_under(name, h) for h in head_modules):
+        elif any(is_under(name, h) for h in head_modules):
             continue
         elif name.replace(".base_layer.", ".") not in reference:
             return None, f"the trainable parameter {name!r} lies outside the blocks"
@@ -92,7 +89,7 @@ def first_trainable_block(model: nn.Module, head_modules: Sequence[str]) -> tupl
         return None, "the first block trains"
     lower = [embeddings[0], *block_names[:k]]
     for name, module in model.named_modules():
-        if any(_under(name, p) for p in lower) and (module._forward_hooks or module._forward_pre_hooks):
+        if any(is_under(name, p) for p in lower) and (module._forward_hooks or module._forward_pre_hooks):
             return None, f"module {name!r} has forward hooks"
     return k, ""
 

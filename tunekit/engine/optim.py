@@ -36,6 +36,7 @@ from torch import nn
 from transformers import get_scheduler
 
 from tunekit.config import TrainingConfig
+from tunekit.names import is_under
 
 # Transformer block containers across the usual architectures: BERT `encoder.layer.3.`, Llama
 # `model.layers.3.`, GPT-2 `transformer.h.3.`, T5/others `block.3.` / `blocks.3.`.
@@ -68,19 +69,15 @@ def count_blocks(names: Iterable[str]) -> int:
     return max(indices) + 1 if indices else 0
 
 
-def _under(name: str, prefix: str) -> bool:
-    return name == prefix or name.startswith(prefix + ".")
-
-
 def is_new_parameter(name: str, head_modules: Sequence[str], injected: Sequence[str],
                      new_parameters: Iterable[str] | None = None) -> bool:
     """Whether a trainable parameter was created for this run (see the module docstring for the rule)."""
     if new_parameters is not None and name in set(new_parameters):
         return True
-    if any(_under(name, h) for h in head_modules):
+    if any(is_under(name, h) for h in head_modules):
         return True
     for module in injected:
-        if not _under(name, module) or name == module:
+        if not is_under(name, module) or name == module:
             continue
         rest = name[len(module) + 1:]
         if rest in _PRETRAINED_IN_WRAPPER or rest.startswith("base_layer."):
@@ -120,10 +117,10 @@ def plan_parameters(model: nn.Module, training: TrainingConfig, head_modules: Se
         block_prefixes, embedding_prefixes = structure
 
         def block(name: str) -> int | None:
-            return next((i for i, b in enumerate(block_prefixes) if _under(name, b)), None)
+            return next((i for i, b in enumerate(block_prefixes) if is_under(name, b)), None)
 
         def is_embedding(name: str) -> bool:
-            return any(_under(name, e) for e in embedding_prefixes)
+            return any(is_under(name, e) for e in embedding_prefixes)
 
         n_blocks = len(block_prefixes)
     else:
@@ -144,11 +141,11 @@ def plan_parameters(model: nn.Module, training: TrainingConfig, head_modules: Se
         if not differential:
             new = True
         elif new_names is not None:
-            new = name in new_names or any(_under(name, h) for h in head_modules)
+            new = name in new_names or any(is_under(name, h) for h in head_modules)
         elif reference is None:
             new = is_new_parameter(name, head_modules, injected)
         else:
-            new = any(_under(name, h) for h in head_modules) or name.replace(".base_layer.", ".") not in reference
+            new = any(is_under(name, h) for h in head_modules) or name.replace(".base_layer.", ".") not in reference
         index = block(name)
         embedding = index is None and is_embedding(name)
         if new:

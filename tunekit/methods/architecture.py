@@ -22,6 +22,7 @@ from typing import Any, Callable
 from torch import nn
 
 from tunekit.errors import MethodError
+from tunekit.names import ends_with
 
 
 @dataclass(frozen=True)
@@ -209,15 +210,11 @@ def backbone_parameters(arch: ArchInfo) -> int:
 # ---------------------------------------------------------------- finding modules in a model
 
 
-def _suffix_match(name: str, suffix: str) -> bool:
-    return name == suffix or name.endswith("." + suffix)
-
-
 def blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """``(qualified name, block)`` for every transformer block, bottom first."""
     family = family_of(model)
     for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and _suffix_match(name, family.blocks):
+        if isinstance(module, nn.ModuleList) and ends_with(name, family.blocks):
             return [(f"{name}.{i}", block) for i, block in enumerate(module)]
     raise MethodError(
         f"could not find the {family.name} block list ({family.blocks!r}) in {type(model).__name__}; "
@@ -246,7 +243,7 @@ def ffn_outputs(model: nn.Module) -> list[str]:
 def embeddings(model: nn.Module) -> list[str]:
     """Qualified names of the embedding modules."""
     family = family_of(model)
-    return [n for n, _ in model.named_modules() if n and any(_suffix_match(n, s) for s in family.embeddings)]
+    return [n for n, _ in model.named_modules() if n and any(ends_with(n, s) for s in family.embeddings)]
 
 
 def final_norm(model: nn.Module) -> str | None:

@@ -16,12 +16,9 @@ from torch import nn
 from tunekit import options as opts
 from tunekit.errors import CheckpointError, ConfigError, MethodError
 from tunekit.methods import adapter_files
+from tunekit.names import ends_with
 
 # ---------------------------------------------------------------- module helpers
-
-
-def _matches(name: str, wanted: str) -> bool:
-    return name == wanted or name.endswith("." + wanted)
 
 
 def resolve_modules(model: nn.Module, names: Sequence[str], what: str = "keep_trainable") -> list[str]:
@@ -33,7 +30,7 @@ def resolve_modules(model: nn.Module, names: Sequence[str], what: str = "keep_tr
     all_names = [n for n, _ in model.named_modules() if n]
     found: list[str] = []
     for wanted in names:
-        hits = [n for n in all_names if _matches(n, wanted)]
+        hits = [n for n in all_names if ends_with(n, wanted)]
         if not hits:
             raise MethodError(
                 f"{what} names module {wanted!r} but {type(model).__name__} has no module of that name; "
@@ -46,7 +43,7 @@ def resolve_modules(model: nn.Module, names: Sequence[str], what: str = "keep_tr
 def present_modules(model: nn.Module, names: Sequence[str]) -> list[str]:
     """The entries of ``names`` that name a module of ``model`` (PEFT lists both ``classifier`` and ``score``)."""
     all_names = [n for n, _ in model.named_modules() if n]
-    return [w for w in names if any(_matches(n, w) for n in all_names)]
+    return [w for w in names if any(ends_with(n, w) for n in all_names)]
 
 
 def split_name(qualified: str) -> tuple[str, str]:

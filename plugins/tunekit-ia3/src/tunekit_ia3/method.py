@@ -28,6 +28,7 @@ from tunekit.methods.surgery import (
     resolve_modules,
     unfreeze,
 )
+from tunekit.names import matches
 from tunekit.options import check, option
 from tunekit_ia3.layers import IA3Scaled, Side, is_quantized, weight_layout
 
@@ -66,16 +67,6 @@ class IA3Options:
     @property
     def uses_defaults(self) -> bool:
         return not (self.key_value_modules or self.feedforward_modules or self.fused_qkv_modules)
-
-
-def matches(name: str, pattern: str) -> bool:
-    """A module ``name`` matches a pattern equal to it, a dotted suffix of it, or a regex matching all of it."""
-    if name == pattern or name.endswith("." + pattern):
-        return True
-    try:
-        return re.fullmatch(pattern, name) is not None
-    except re.error:
-        return False
 
 
 def _default_patterns(model: nn.Module) -> tuple[list[str], list[str], list[str]]:

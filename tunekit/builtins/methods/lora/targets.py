@@ -9,6 +9,7 @@ from torch import nn
 
 from tunekit.errors import MethodError
 from tunekit.methods import architecture
+from tunekit.names import ends_with
 
 ALL_LINEAR = "all-linear"
 _REGEX_CHARS = set("\\^$.*+?()[]{}|")
@@ -30,10 +31,6 @@ def normalise(spec: list[str] | str | None, model: nn.Module) -> list[str] | str
         if not set(spec) & _REGEX_CHARS:
             return [s.strip() for s in spec.split(",") if s.strip()]
     return spec
-
-
-def _suffix(name: str, target: str) -> bool:
-    return name == target or name.endswith("." + target)
 
 
 def _examples(candidates: Sequence[str]) -> str:
@@ -67,7 +64,7 @@ def resolve(model: nn.Module, spec: list[str] | str, exclude: Sequence[str] = ()
         return chosen
     chosen: list[str] = []
     for target in spec:
-        hits = [n for n in candidates if _suffix(n, target)]
+        hits = [n for n in candidates if ends_with(n, target)]
         if not hits:
             raise MethodError(
                 f"target_modules entry {target!r} matches no linear layer of {type(model).__name__}; "
@@ -89,6 +86,6 @@ def peft_targets(model: nn.Module, chosen: Sequence[str], spec: Any, exclude: Se
     candidates = [n for n in architecture.linear_modules(model, within_blocks=False)
                   if not any(n == e or n.startswith(e + ".") for e in exclude)]
     leaves = sorted({n.rsplit(".", 1)[-1] for n in chosen})
-    if [n for n in candidates if any(_suffix(n, leaf) for leaf in leaves)] == list(chosen):
+    if [n for n in candidates if any(ends_with(n, leaf) for leaf in leaves)] == list(chosen):
         return leaves
     return list(chosen)
