@@ -40,16 +40,14 @@ class Family:
     """Dotted suffixes of the embedding modules (token, position, ...)."""
     final_norm: str | None
     """Dotted suffix of the norm applied after the last block (decoders), or None."""
-    lora_targets: tuple[str, ...]
-    """Default LoRA target names for this family."""
     decoder: bool
 
 
 BERT = Family("bert", "encoder.layer", "attention.output.dense", "output.dense", ("embeddings",), None,
-              ("query", "value"), decoder=False)
-GPT2 = Family("gpt2", "h", "attn.c_proj", "mlp.c_proj", ("wte", "wpe"), "ln_f", ("c_attn",), decoder=True)
+              decoder=False)
+GPT2 = Family("gpt2", "h", "attn.c_proj", "mlp.c_proj", ("wte", "wpe"), "ln_f", decoder=True)
 LLAMA = Family("llama", "layers", "self_attn.o_proj", "mlp.down_proj", ("embed_tokens",), "norm",
-               ("q_proj", "v_proj"), decoder=True)
+               decoder=True)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,12 @@ from tunekit.methods import architecture
 from tunekit.names import ends_with
 
 ALL_LINEAR = "all-linear"
+DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
+    "bert": ("query", "value"),
+    "gpt2": ("c_attn",),
+    "llama": ("q_proj", "v_proj"),
+}
+"""LoRA's default ``target_modules`` per architecture family (``tunekit.methods.architecture`` names the family)."""
 _REGEX_CHARS = set("\\^$.*+?()[]{}|")
 
 
@@ -22,7 +28,7 @@ def normalise(spec: list[str] | str | None, model: nn.Module) -> list[str] | str
     same value works from YAML and from ``--set``; any other string is a regex.
     """
     if spec is None:
-        return list(architecture.family_of(model).lora_targets)
+        return defaults(architecture.family_of(model).name)
     if isinstance(spec, list) and spec == [ALL_LINEAR]:
         return ALL_LINEAR
     if isinstance(spec, str):
@@ -31,6 +37,13 @@ def normalise(spec: list[str] | str | None, model: nn.Module) -> list[str] | str
         if not set(spec) & _REGEX_CHARS:
             return [s.strip() for s in spec.split(",") if s.strip()]
     return spec
+
+
+def defaults(family: str) -> list[str]:
+    """The default target names for ``family`` (MethodError for a family LoRA has no defaults for)."""
+    if family not in DEFAULT_TARGETS:
+        raise MethodError(f"lora has no default target_modules for the {family!r} family; set method.target_modules.")
+    return list(DEFAULT_TARGETS[family])
 
 
 def _examples(candidates: Sequence[str]) -> str:

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from torch import nn
 
-from tunekit.hookspecs import hookimpl
+from tunekit.builtins.methods.feature_extraction.options import FeatureExtractionOptions
 from tunekit.methods.surgery import AppliedMethod, freeze_all, load_tunekit_adapter, resolve_modules, unfreeze
-
-
-@dataclass
-class FeatureExtractionOptions:
-    """No options: the backbone is frozen and the task head trains."""
 
 
 class FeatureExtraction:
@@ -39,8 +33,3 @@ class FeatureExtraction:
 
     def load(self, model: nn.Module, folder: str | Path) -> AppliedMethod:
         return load_tunekit_adapter(folder, self.name, self.options_class, self.apply, model)
-
-
-@hookimpl
-def register_methods(register):
-    register(FeatureExtraction())

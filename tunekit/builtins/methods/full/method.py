@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -11,18 +10,13 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from tunekit.builtins.methods.full.options import FullOptions
 from tunekit.errors import CheckpointError
-from tunekit.hookspecs import hookimpl
 from tunekit.methods import architecture
 from tunekit.methods.surgery import AppliedMethod, resolve_modules, unfreeze
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
-
-
-@dataclass
-class FullOptions:
-    """No options: all weights train."""
 
 
 class AppliedFull(AppliedMethod):
@@ -80,8 +74,3 @@ def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
             state.update(load_file(str(folder / Path(shard).name)))
         return state
     raise CheckpointError(f"{str(folder)!r} holds no {SINGLE_FILE}; point at a folder saved by method full.")
-
-
-@hookimpl
-def register_methods(register):
-    register(Full())

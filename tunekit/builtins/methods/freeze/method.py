@@ -9,25 +9,15 @@ part of the pretrained backbone unless the task names it in ``keep_trainable``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from torch import nn
 
+from tunekit.builtins.methods.freeze.options import FreezeOptions
 from tunekit.errors import MethodError
-from tunekit.hookspecs import hookimpl
 from tunekit.methods import architecture
 from tunekit.methods.surgery import AppliedMethod, freeze_all, load_tunekit_adapter, resolve_modules, unfreeze
-from tunekit.options import check, option
-
-
-@dataclass
-class FreezeOptions:
-    trainable_layers: int = option(2, "Number of top transformer blocks that train (the rest of the backbone is frozen).")
-
-    def validate(self) -> None:
-        check(self.trainable_layers >= 1, f"method.trainable_layers must be at least 1, not {self.trainable_layers}.")
 
 
 class Freeze:
@@ -69,8 +59,3 @@ class Freeze:
 
     def load(self, model: nn.Module, folder: str | Path) -> AppliedMethod:
         return load_tunekit_adapter(folder, self.name, self.options_class, self.apply, model)
-
-
-@hookimpl
-def register_methods(register):
-    register(Freeze())

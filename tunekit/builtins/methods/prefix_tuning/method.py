@@ -1,0 +1,165 @@
+"""``prefix-tuning``: trainable key/value prefixes in every layer; the model itself stays frozen.
+
+Works for BERT-family encoders (classification, tagging, QA: the attention mask is extended) and for
+decoders (GPT-2, Llama incl. grouped-query attention) in training and in ``generate`` with the KV
+cache. Folders are written in PEFT's layout (``prompt_embeddings`` + the head as
+``base_model.<head>.<param>``; the projection MLP, if any, folded into plain prefixes), so
+``peft.PeftModel.from_pretrained`` loads them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from tunekit.builtins.methods.prefix_tuning.layer import PrefixEncoder, PrefixInjector
+from tunekit.builtins.methods.prefix_tuning.options import PrefixTuningOptions
+from tunekit.errors import CheckpointError, ConfigError, MethodError
+from tunekit.methods import adapter_files, architecture
+from tunekit.methods.surgery import (
+    AppliedMethod,
+    adapter_dtype,
+    freeze_all,
+    load_into,
+    peft_task_type,
+    present_modules,
+    resolve_modules,
+    unfreeze,
+)
+from tunekit.options import build
+
+ATTRIBUTE = "prefix_encoder"
+PEFT_KEYS = {"peft_type", "task_type", "num_virtual_tokens", "num_layers", "token_dim", "num_attention_heads",
+             "encoder_hidden_size", "prefix_projection", "inference_mode", "modules_to_save",
+             "num_transformer_submodules", "base_model_name_or_path", "revision", "peft_version", "auto_mapping",
+             "init_weights"}
+
+
+@dataclasses.dataclass
+class AppliedPrefix(AppliedMethod):
+    handle: Any = None
+
+    @property
+    def encoder(self) -> PrefixEncoder:
+        return getattr(self.model, ATTRIBUTE)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The prefixes (MLP folded in) as ``prompt_embeddings`` and the head as ``base_model.<name>``."""
+        out = {"prompt_embeddings": self.encoder.flat().detach()}
+        for name, p in self.model.named_parameters():
+            if p.requires_grad and not name.startswith(ATTRIBUTE + "."):
+                out["base_model." + name] = p.detach()
+        return out
+
+    def file_config(self) -> dict[str, Any]:
+        enc = self.encoder
+        return {
+            "peft_type": "PREFIX_TUNING",
+            "task_type": peft_task_type(self.model) or "FEATURE_EXTRACTION",
+            "base_model_name_or_path": getattr(self.model.config, "_name_or_path", None) or None,
+            "num_virtual_tokens": enc.tokens,
+            "num_layers": enc.layers,
+            "token_dim": enc.kv_heads * enc.head_dim,
+            "num_attention_heads": enc.kv_heads,
+            "encoder_hidden_size": enc.kv_heads * enc.head_dim,
+            "prefix_projection": False,  # saved prefixes are already folded
+            "num_transformer_submodules": 1,
+            "inference_mode": True,
+            "modules_to_save": list(self.keep_trainable) or None,
+        }
+
+    def load_tensors(self, tensors: dict[str, torch.Tensor], folder: str | Path) -> None:
+        if self.encoder.projected:
+            raise CheckpointError("prefix-tuning files hold folded prefixes; load them with projection off.")
+        params = {"prompt_embeddings": self.encoder.prefix}
+        params.update({"base_model." + n: p for n, p in self.model.named_parameters()
+                       if p.requires_grad and not n.startswith(ATTRIBUTE + ".")})
+        load_into(params, tensors, folder)
+
+    def remove(self) -> nn.Module:
+        """Take the prefixes off the model again (the hook and the encoder)."""
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+        if hasattr(self.model, ATTRIBUTE):
+            delattr(self.model, ATTRIBUTE)
+        return self.model
+
+
+def _accepts_cache(model: nn.Module) -> bool:
+    params = inspect.signature(model.forward).parameters
+    return bool(set(architecture.CACHE_ARGUMENTS) & set(params)) or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+class PrefixTuning:
+    name = "prefix-tuning"
+    description = "Prefix tuning: trainable key/value prefixes in every layer (encoders and decoders, GQA, generate)."
+    options_class = PrefixTuningOptions
+    identity_at_init = False  # prefixes change the attention from the first step
+    supports_merge = False
+    trains_base_weights = False
+    default_lr = 1e-2  # the learning rate used when training.lr is not set
+
+    def apply(self, model: nn.Module, options: Any, keep_trainable: Sequence[str] = ()) -> AppliedPrefix:
+        info = architecture.arch_info(model)  # MethodError for architectures without known attention layout
+        if not _accepts_cache(model) or hasattr(model, ATTRIBUTE):
+            raise MethodError(
+                f"{type(model).__name__} cannot take key/value prefixes (no key/value cache input, or prefixes "
+                "already applied); use lora or an adapter method with this model."
+            )
+        keep = resolve_modules(model, keep_trainable)
+        freeze_all(model)
+        encoder = PrefixEncoder(options.num_virtual_tokens, info.layers, info.kv_heads, info.head_dim, info.hidden,
+                                options.projection_size(info.hidden), options.dropout)
+        device = next(p.device for p in model.parameters())
+        encoder.to(device=device, dtype=adapter_dtype(model))
+        model.add_module(ATTRIBUTE, encoder)
+        handle = model.register_forward_pre_hook(PrefixInjector(encoder), with_kwargs=True)
+        unfreeze(model, [ATTRIBUTE] + keep)
+        return AppliedPrefix(self.name, model, options, keep, injected=[ATTRIBUTE] + keep,
+                             keep_trainable=list(keep_trainable), created=(f".{ATTRIBUTE}.",), handle=handle)
+
+    def expected_trainable(self, arch: Any, options: Any) -> int:
+        """tokens x layers x 2 x kv_dim; with a projection: embedding + the two MLP layers."""
+        width = arch.layers * 2 * arch.kv_dim
+        p = options.projection_size(arch.hidden)
+        if not p:
+            return options.num_virtual_tokens * width
+        return options.num_virtual_tokens * arch.hidden + arch.hidden * p + p + p * width + width
+
+    def load(self, model: nn.Module, folder: str | Path) -> AppliedPrefix:
+        """Load a prefix-tuning folder written by tunekit or PEFT (prefixes must match the model's kv shape)."""
+        config = adapter_files.read_config(folder)
+        where = str(Path(folder) / adapter_files.CONFIG_NAME)
+        if config.get("peft_type") != "PREFIX_TUNING":
+            raise CheckpointError(f"{where!r} is not a prefix-tuning adapter; load it with the method that wrote it.")
+        unknown = sorted(set(config) - PEFT_KEYS)
+        if unknown:
+            raise CheckpointError(f"{where!r} has unknown key {unknown[0]!r}; tunekit reads PEFT prefix-tuning configs only.")
+        if config.get("num_transformer_submodules", 1) != 1:
+            raise CheckpointError(f"{where!r} is for an encoder-decoder model; tunekit supports one-stack models only.")
+        keep = config.get("modules_to_save") or []
+        if not isinstance(keep, list) or not all(isinstance(k, str) for k in keep):
+            raise CheckpointError(f"{where!r}: modules_to_save must be a list of module names; fix the file.")
+        try:
+            options = build(PrefixTuningOptions, {"num_virtual_tokens": config.get("num_virtual_tokens")},
+                            where="prefix-tuning")
+        except ConfigError as exc:
+            raise CheckpointError(f"{where!r} is invalid: {exc}") from None
+        info = architecture.arch_info(model)
+        expected = {"num_layers": info.layers, "token_dim": info.kv_dim}
+        for key, value in expected.items():
+            if config.get(key, value) != value:
+                raise CheckpointError(
+                    f"{where!r} has {key}={config.get(key)!r} but this model needs {value}; load it into the "
+                    "base model it was trained with."
+                )
+        tensors = adapter_files.read_tensors(folder)
+        applied = self.apply(model, options, present_modules(model, keep))
+        applied.load_tensors(tensors, folder)
+        return applied
