@@ -10,6 +10,8 @@ A format may also provide named datasets that need no file (its ``datasets`` att
 with optional extras keyed by those names: ``heldout_companions`` (the held-out prompts that go with a
 dataset) and ``suggested_settings(name, method)`` (run settings that suit the dataset, used for every
 key the user leaves unset; see :func:`suggested_settings`).
+A format with ``reads_bare_names`` (the hub format) reads folders and extension-less names that are
+no file. ``FORMAT_OPTIONAL`` declares every optional attribute with its default.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ FORMAT_OPTIONAL: dict[str, OptionalAttr] = {
     "heldout_companions": OptionalAttr({}, "a mapping from one of `datasets` to the name of its held-out prompts"),
     "suggested_settings": OptionalAttr(None, "`suggested_settings(name, method) -> dict`: run settings that suit "
                                        "the named dataset for that method", callable=True),
+    "reads_bare_names": OptionalAttr(False, "True when the format reads a folder, or a name with no extension that "
+                                     "is no file (a hub dataset id); the first such format takes those paths"),
 }
 """Optional attributes of a ``DatasetFormat``: name -> default and meaning (the one declaration of them)."""
 
@@ -89,9 +93,10 @@ def read_dataset(path: str, data: Any) -> Any:
         raise DataError(f"data file {path!r} cannot be read (permission denied); check its permissions.")
     if getattr(data, "format", None):
         return formats.get(data.format).read(path, data)
-    if p.is_dir() or not p.suffix:
-        if "hub" in formats and (p.is_dir() or not p.exists()):
-            return formats.get("hub").read(path, data)
+    if p.is_dir() or not (p.suffix or p.exists()):
+        bare = [e.obj for e in formats if optional(e.obj, "reads_bare_names", FORMAT_OPTIONAL)]
+        if bare:
+            return bare[0].read(path, data)
     if not p.exists():
         raise DataError(f"data file {path!r} does not exist; check the path given to --data / --val-data.")
     suffix = "".join(p.suffixes[-1:]).lower()

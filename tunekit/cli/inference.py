@@ -102,8 +102,9 @@ def _prediction_inputs(job: Any, loaded: Any, data_path: str | None, texts: tupl
                 reason = "it is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
                 raise UsageError(f"cannot read the --context file {context!r} ({reason}); give a UTF-8 text file.") from None
         return [(text, context) for text in texts]
-    if loaded.config.task_name == "question-answering":
-        raise UsageError("question-answering needs a context: add --context TEXT (or a file), the texts are questions.")
+    if optional(job, "needs_context", JOB_OPTIONAL):
+        raise UsageError(f"{loaded.config.task_name} needs a context: add --context TEXT (or a file holding it) "
+                         "to pair with each text.")
     return list(texts)
 
 

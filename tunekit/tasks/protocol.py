@@ -35,6 +35,8 @@ JOB_OPTIONAL: dict[str, OptionalAttr] = {
     "generate": OptionalAttr(None, "`generate(model, items, streamer=None) -> list[str]`: answers for prompts; "
                              "`tunekit generate`, `tunekit chat` and held-out scoring need it (causal-lm has it); "
                              "absent means those commands refuse the run", callable=True),
+    "needs_context": OptionalAttr(False, "True when `predict` inputs are (text, context) pairs, as in question "
+                                  "answering: `tunekit predict` then refuses texts given without `--context`"),
 }
 """Optional attributes of a ``TaskJob``: name -> default and meaning (the one declaration of them)."""
 

@@ -46,6 +46,7 @@ class HubFormat:
     name = "hub"
     description = "Hugging Face dataset name (data.split picks the split) or a save_to_disk folder"
     extensions: tuple[str, ...] = ()
+    reads_bare_names = True  # folders written by save_to_disk, and hub ids such as `glue`
 
     def read(self, path: str, data: Any) -> Any:
         import datasets

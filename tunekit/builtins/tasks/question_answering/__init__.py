@@ -54,6 +54,7 @@ class QAJob:
 
     metric_for_best = "eval_f1"
     greater_is_better = True
+    needs_context = True  # predict inputs are (question, context) pairs
 
     def __init__(self, tokenizer: Any, options: QAOptions, allow_no_answer: bool) -> None:
         pieces.require_fast(tokenizer, "question-answering")
