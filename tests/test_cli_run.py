@@ -66,3 +66,23 @@ def test_sst2_slice_on_minilm(tmp_path):
     again = tunekit("run", "--method", "full", "--task", "sequence-classification", "--model", "minilm-l6",
                     "--data", str(train), "--output", str(out))
     assert_clean_error(again, 1, "--resume")
+
+
+def test_run_flags_take_help_and_type_from_the_config_fields():
+    """One help string per key: each `tunekit run` flag shows its config field's help, type and choices."""
+    import click
+
+    from tunekit import config
+    from tunekit.cli.run import FLAG_KEYS, overrides_from_flags, run
+
+    params = {p.name: p for p in run.params}
+    for flag, key in FLAG_KEYS.items():
+        _, help_text = config.key_field(key)
+        assert params[flag].help == f"{help_text} [{key}]", flag
+    assert "backbone_lr" in params["lr"].help
+    assert params["lr"].type is click.FLOAT and params["max_steps"].type is click.INT
+    assert list(params["precision"].type.choices) == ["fp32", "bf16"]
+    assert params["resume"].is_flag and params["report_to"].multiple
+    tree = overrides_from_flags({"lr": 0.1, "resume": True, "overwrite": False, "report_to": ("tensorboard",),
+                                 "epochs": None})
+    assert tree == {"training": {"lr": 0.1, "resume": True, "report_to": ["tensorboard"]}}

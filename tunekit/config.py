@@ -144,6 +144,22 @@ class RunConfig:
 
 
 SECTIONS = {f.name for f in dataclasses.fields(RunConfig)}
+PLUGIN_NAME_HELP = {
+    "method": "Parameter-efficient method (see `tunekit methods`).",
+    "task": "Task (see `tunekit tasks`).",
+}
+"""Help of ``method.name`` and ``task.name``, the two keys without a dataclass field of their own."""
+
+
+def key_field(dotted: str) -> tuple[Any, str]:
+    """(annotated type, help) of the config key ``dotted`` (``SECTION.KEY``), as its dataclass field declares."""
+    section, key = dotted.split(".", 1)
+    if section in PLUGIN_NAME_HELP and key == "name":
+        return str, PLUGIN_NAME_HELP[section]
+    cls = next(f.default_factory for f in dataclasses.fields(RunConfig) if f.name == section)
+    import typing
+
+    return typing.get_type_hints(cls)[key], opts.field_help(cls, key)  # type: ignore[arg-type]
 
 
 def parse_value(text: str) -> Any:

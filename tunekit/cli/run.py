@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -12,6 +15,7 @@ from tunekit import options as opts
 from tunekit.cli import cli, console
 
 # flag -> config key path; the command line wins over the YAML file, and --set wins over both.
+# Each flag's help, type and choices come from the config field it sets: one help string per key.
 FLAG_KEYS = {
     "method": "method.name",
     "model": "model.name",
@@ -25,10 +29,37 @@ FLAG_KEYS = {
     "lr": "training.lr",
     "seed": "training.seed",
     "quantize": "model.quantize",
+    "precision": "training.precision",
+    "resume": "training.resume",
+    "overwrite": "output.overwrite",
     "save_steps": "training.save_steps",
     "eval_steps": "training.eval_steps",
-    "precision": "training.precision",
+    "report_to": "training.report_to",
 }
+SHORT_FLAGS = {"method": "-m", "task": "-t", "output": "-o"}
+
+
+def _click_kind(tp: Any) -> dict[str, Any]:
+    """click.option keyword arguments for a config field annotated ``tp`` (``X | None`` counts as ``X``)."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
+        tp = args[0]
+    if tp is bool:
+        return {"is_flag": True}
+    if typing.get_origin(tp) is typing.Literal:
+        return {"type": click.Choice([str(a) for a in typing.get_args(tp)])}
+    if typing.get_origin(tp) is list:
+        return {"multiple": True}
+    return {"type": tp} if tp in (int, float) else {}
+
+
+def config_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add one option per ``FLAG_KEYS`` entry to ``command``, its help and type taken from the config field."""
+    for flag, key in reversed(FLAG_KEYS.items()):
+        tp, help_text = config_mod.key_field(key)
+        names = [f"--{flag.replace('_', '-')}", *([SHORT_FLAGS[flag]] if flag in SHORT_FLAGS else [])]
+        command = click.option(*names, help=f"{help_text} [{key}]", **_click_kind(tp))(command)
+    return command
 
 
 def _config_reference() -> str:
@@ -44,16 +75,12 @@ def _config_reference() -> str:
 
 
 def overrides_from_flags(values: dict[str, Any]) -> dict[str, Any]:
+    """The config tree the given flags set; an unset flag (None, False, or no values) sets nothing."""
     tree: dict[str, Any] = {}
     for flag, key in FLAG_KEYS.items():
-        if values.get(flag) is not None:
-            config_mod.set_path(tree, key, values[flag])
-    if values.get("resume"):
-        config_mod.set_path(tree, "training.resume", True)
-    if values.get("overwrite"):
-        config_mod.set_path(tree, "output.overwrite", True)
-    if values.get("report_to"):
-        config_mod.set_path(tree, "training.report_to", list(values["report_to"]))
+        value = values.get(flag)
+        if value is not None and value is not False and value != ():
+            config_mod.set_path(tree, key, list(value) if isinstance(value, tuple) else value)
     return tree
 
 
@@ -100,24 +127,7 @@ def listeners() -> list[Any]:
 
 @cli.command(epilog=_config_reference())
 @click.option("--config", "-c", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
-@click.option("--method", "-m", help="Parameter-efficient method (see `tunekit methods`).")
-@click.option("--model", help="Model alias, local folder or hub id (see `tunekit models`).")
-@click.option("--task", "-t", help="Task (see `tunekit tasks`).")
-@click.option("--data", help="Training data file or dataset name.")
-@click.option("--val-data", help="Validation data file (default: carve data.val_split out of --data).")
-@click.option("--output", "-o", help="Run folder (default ./runs/<method>-<task>-<time>).")
-@click.option("--epochs", type=float, help="Passes over the training data.")
-@click.option("--max-steps", type=int, help="Stop after this many optimiser steps.")
-@click.option("--batch-size", type=int, help="Examples per batch.")
-@click.option("--lr", type=float, help="Learning rate.")
-@click.option("--seed", type=int, help="Random seed.")
-@click.option("--quantize", help="Load the frozen base quantized (e.g. int8).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="Numeric precision.")
-@click.option("--resume", is_flag=True, help="Continue from the last complete checkpoint in the output folder.")
-@click.option("--overwrite", is_flag=True, help="Start over in an output folder that already holds a run.")
-@click.option("--save-steps", type=int, help="Checkpoint every N optimiser steps.")
-@click.option("--eval-steps", type=int, help="Evaluate every N optimiser steps.")
-@click.option("--report-to", multiple=True, help="Extra logger (tensorboard).")
+@config_flags
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Set any config key, e.g. --set method.r=16 --set data.text_column=sentence.")
 def run(config_path: str | None, sets: tuple[str, ...], **flags: Any) -> None:
