@@ -55,7 +55,10 @@ def scaffold_plugin(name: str, directory: str | Path = ".") -> Path:
     files = {
         "pyproject.toml": _PYPROJECT,
         "README.md": _README,
-        f"src/{names.package}/__init__.py": _PACKAGE,
+        f"src/{names.package}/__init__.py": _INIT,
+        f"src/{names.package}/options.py": _OPTIONS,
+        f"src/{names.package}/layer.py": _LAYER,
+        f"src/{names.package}/method.py": _METHOD,
         f"tests/test_{names.package.removeprefix('tunekit_')}.py": _TEST,
     }
     try:
@@ -130,35 +133,39 @@ pytest                                # runs tunekit's conformance checks on tin
 pip uninstall $distribution           # and `$method` is gone again
 ```
 
-Edit `src/$package/__init__.py` to turn this into your own method; docs/plugins.md in the tunekit
+Edit `src/$package/` to turn this into your own method (`options.py` the options, `layer.py` the
+injected module, `method.py` the method; `__init__.py` only registers it); docs/plugins.md in the tunekit
 repository describes every hook and protocol.
 '''
 
-_PACKAGE = '''\
-"""The `$method` method: a learned scale vector on every block's feed-forward output."""
+_INIT = '''\
+"""The `$method` method: a learned scale vector on every block's feed-forward output.
+
+``options.py`` holds the options, ``layer.py`` the module the method wraps around each feed-forward
+output, ``method.py`` the method and its applied form; this file only registers the method.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
-
-from tunekit.methods import architecture
-from tunekit.errors import MethodError
 from tunekit.hookspecs import hookimpl
-from tunekit.methods.surgery import (
-    AppliedMethod,
-    freeze_all,
-    is_quantized_linear,
-    load_tunekit_adapter,
-    replace_module,
-    resolve_modules,
-    unfreeze,
-)
+from $package.method import $cls
+from $package.options import ${cls}Options
+
+__all__ = ["$cls", "${cls}Options", "register_methods"]
+
+
+@hookimpl
+def register_methods(register) -> None:
+    register($cls())
+'''
+
+_OPTIONS = '''\
+"""Options of `$method` (set with `--set method.NAME=VALUE`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
 from tunekit.options import check, option
 
 
@@ -170,6 +177,18 @@ class ${cls}Options:
 
     def validate(self) -> None:
         check(self.init != 0.0, "method.init must not be 0, which would switch the feed-forward layers off.")
+'''
+
+_LAYER = '''\
+"""The module `$method` wraps around each feed-forward output projection."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tunekit.errors import MethodError
+from tunekit.methods.surgery import is_quantized_linear
 
 
 class ScaledOutput(nn.Module):
@@ -206,6 +225,31 @@ class ScaledOutput(nn.Module):
         if self.merged:
             self._multiply(1.0 / self.scale.detach())
             self.merged = False
+'''
+
+_METHOD = '''\
+"""The `$method` method and its applied form (follows the tunekit.methods.protocol.Method protocol)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from tunekit.methods import architecture
+from tunekit.methods.surgery import (
+    AppliedMethod,
+    freeze_all,
+    load_tunekit_adapter,
+    replace_module,
+    resolve_modules,
+    unfreeze,
+)
+from $package.layer import ScaledOutput
+from $package.options import ${cls}Options
 
 
 @dataclass
@@ -251,11 +295,6 @@ class $cls:
 
     def load(self, model: nn.Module, folder: str | Path) -> ${cls}Applied:
         return load_tunekit_adapter(folder, self.name, self.options_class, self.apply, model)
-
-
-@hookimpl
-def register_methods(register) -> None:
-    register($cls())
 '''
 
 _TEST = '''\

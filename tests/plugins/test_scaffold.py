@@ -32,7 +32,12 @@ def test_scaffold_writes_a_complete_package(tmp_path: Path) -> None:
     root = scaffold_plugin("my-scale", tmp_path)
     assert root == tmp_path / "tunekit-my-scale"
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-    assert files == ["README.md", "pyproject.toml", "src/tunekit_my_scale/__init__.py", "tests/test_my_scale.py"]
+    package = "src/tunekit_my_scale/"
+    # the same files with the same roles as every built-in method folder
+    assert files == ["README.md", "pyproject.toml", package + "__init__.py", package + "layer.py",
+                     package + "method.py", package + "options.py", "tests/test_my_scale.py"]
+    init = (root / package / "__init__.py").read_text(encoding="utf-8")
+    assert "class " not in init and "@hookimpl" in init  # __init__.py only registers
     pyproject = (root / "pyproject.toml").read_text(encoding="utf-8")
     assert '[project.entry-points.tunekit]\nmy-scale = "tunekit_my_scale"' in pyproject
     assert 'name = "tunekit-my-scale"' in pyproject
@@ -49,7 +54,8 @@ def scaffolded_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.syspath_prepend(str(root / "src"))
     module = importlib.import_module("tunekit_fresh_scale")
     yield module
-    sys.modules.pop("tunekit_fresh_scale", None)
+    for name in [n for n in sys.modules if n == "tunekit_fresh_scale" or n.startswith("tunekit_fresh_scale.")]:
+        sys.modules.pop(name)
 
 
 @pytest.mark.parametrize("model", ["bert-cls", "gpt2-lm", "llama-cls"])

@@ -173,7 +173,7 @@ def test_unload_leaves_plain_projections_computing_the_adapted_model() -> None:
     batch = inputs()
     adapted = out(model, batch)
     applied.unload()
-    assert not any(isinstance(m, tunekit_ia3.layers.IA3Scaled) for m in model.modules())
+    assert not any(isinstance(m, tunekit_ia3.layer.IA3Scaled) for m in model.modules())
     torch.testing.assert_close(out(model, batch), adapted, rtol=1e-4, atol=1e-5)
 
 
@@ -287,7 +287,7 @@ def test_int8_base_trains_and_refuses_an_in_place_merge(tmp_path: Path) -> None:
     with pytest.raises(MethodError, match="quantized"):
         applied.merge()
     merged = merged_float_model(model, applied)  # dequantize, then merge exactly and unwrap
-    assert not any(isinstance(m, tunekit_ia3.layers.IA3Scaled) for m in merged.modules())
+    assert not any(isinstance(m, tunekit_ia3.layer.IA3Scaled) for m in merged.modules())
     torch.testing.assert_close(outputs(merged, batch), adapted, rtol=0, atol=0.05)
 
 

@@ -7,7 +7,8 @@ uninstalling it removes the method again.
 from __future__ import annotations
 
 from tunekit.hookspecs import hookimpl
-from tunekit_ia3.method import IA3, IA3Options
+from tunekit_ia3.method import IA3
+from tunekit_ia3.options import IA3Options
 
 __all__ = ["IA3", "IA3Options", "register_methods"]
 

@@ -10,7 +10,6 @@ for grouped-query attention; ``d_ff`` = feed-forward intermediate width).
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +28,8 @@ from tunekit.methods.surgery import (
     unfreeze,
 )
 from tunekit.names import matches
-from tunekit.options import check, option
-from tunekit_ia3.layers import IA3Scaled, Side, is_quantized, weight_layout
+from tunekit_ia3.layer import IA3Scaled, Side, is_quantized, weight_layout
+from tunekit_ia3.options import IA3Options
 
 # Inside one transformer block: the key and value projections of each architecture family that
 # tunekit.methods.architecture knows (it names the feed-forward output projection itself). GPT-2 fuses query, key and
@@ -40,33 +39,6 @@ KEY_VALUE = {
     "llama": ("self_attn.k_proj", "self_attn.v_proj"),
 }
 FUSED_QKV = {"gpt2": "attn.c_attn"}
-
-
-@dataclass
-class IA3Options:
-    """Options of the ``ia3`` method (``--set method.NAME=VALUE``)."""
-
-    key_value_modules: list[str] = option(
-        [], "Projections whose outputs IA3 rescales (keys and values); name, dotted suffix or regex. Default: per architecture."
-    )
-    feedforward_modules: list[str] = option(
-        [], "Feed-forward down projections whose inputs IA3 rescales. Default: per architecture."
-    )
-    fused_qkv_modules: list[str] = option(
-        [], "Fused query/key/value projections (GPT-2 c_attn); only the key and value thirds are rescaled."
-    )
-
-    def validate(self) -> None:
-        for key in ("key_value_modules", "feedforward_modules", "fused_qkv_modules"):
-            for pattern in getattr(self, key):
-                try:
-                    re.compile(pattern)
-                except re.error:
-                    check(False, f"method.{key}: {pattern!r} is not a valid pattern; use a module name or a regex.")
-
-    @property
-    def uses_defaults(self) -> bool:
-        return not (self.key_value_modules or self.feedforward_modules or self.fused_qkv_modules)
 
 
 def _default_patterns(model: nn.Module) -> tuple[list[str], list[str], list[str]]:

@@ -7,7 +7,8 @@ Installing the distribution adds the method ``prompt-tuning`` (entry point ``pro
 from __future__ import annotations
 
 from tunekit.hookspecs import hookimpl
-from tunekit_prompt_tuning.method import PromptTuning, PromptTuningOptions
+from tunekit_prompt_tuning.method import PromptTuning
+from tunekit_prompt_tuning.options import PromptTuningOptions
 
 __all__ = ["PromptTuning", "PromptTuningOptions", "register_methods"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -18,24 +18,10 @@ from torch import nn
 from tunekit.errors import MethodError
 from tunekit.methods import architecture
 from tunekit.methods.surgery import AppliedMethod, freeze_all, load_tunekit_adapter, resolve_modules, unfreeze
-from tunekit.options import check, option
-from tunekit_prompt_tuning.soft_prompt import SoftPrompt
+from tunekit_prompt_tuning.layer import SoftPrompt
+from tunekit_prompt_tuning.options import PromptTuningOptions
 
 MODULE_NAME = "soft_prompt"
-
-
-@dataclass
-class PromptTuningOptions:
-    """Options of the ``prompt-tuning`` method (``--set method.NAME=VALUE``)."""
-
-    num_virtual_tokens: int = option(20, "Number of trainable prompt vectors prepended to every input.")
-    init: Literal["vocab", "random"] = option(
-        "vocab", "Start from the embeddings of randomly drawn vocabulary tokens (`vocab`) or from noise (`random`)."
-    )
-    seed: int = option(0, "Seed for drawing the initial prompt.")
-
-    def validate(self) -> None:
-        check(self.num_virtual_tokens > 0, f"method.num_virtual_tokens must be positive, not {self.num_virtual_tokens}.")
 
 
 def _backbone(model: nn.Module) -> nn.Module:
