@@ -57,7 +57,7 @@ def test_single_example_on_two_processes_is_repeated_rather_than_empty():
 def test_evaluation_is_batched_by_length_only_when_the_job_allows_it():
     from types import SimpleNamespace
 
-    from tunekit.engine.loop import _Trainer
+    from tunekit.engine.evaluate import eval_batches
 
     lengths = [5, 1, 4, 2, 3]
     data = [{"input_ids": list(range(n))} for n in lengths]
@@ -65,8 +65,7 @@ def test_evaluation_is_batched_by_length_only_when_the_job_allows_it():
     def batches(order_free: bool) -> list[list[int]]:
         job = SimpleNamespace(eval_dataset=data, collate=lambda feats: [len(f["input_ids"]) for f in feats],
                               eval_order_free=order_free)
-        trainer = SimpleNamespace(job=job, cfg=SimpleNamespace(batch_size=2), device="cpu")
-        return list(_Trainer._eval_batches(trainer))
+        return list(eval_batches(job, 2, "cpu"))
 
     assert batches(False) == [[5, 1], [4, 2], [3]]  # question answering maps results back by position
     assert batches(True) == [[1, 2], [3, 4], [5]]
