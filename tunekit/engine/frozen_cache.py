@@ -146,15 +146,8 @@ class FrozenCache:
             self._replay.current = None
 
 
-def build_frozen_cache(model: nn.Module, dataset: Sequence[Any], collate: Callable[[list[Any]], dict[str, Any]],
-                       head_modules: Sequence[str], batch_size: int, device: torch.device,
-                       autocast: Callable[[], contextlib.AbstractContextManager]) -> FrozenCache | None:
-    """Run the frozen lower part once over ``dataset`` and keep its output, or None (logged) when caching does not apply."""
-    from tunekit.methods import architecture
-    k, reason = first_trainable_block(model, head_modules)
-    if k is None:
-        log.debug("not caching frozen layers: %s", reason)
-        return None
+def _lengths_within_budget(model: nn.Module, dataset: Sequence[Any]) -> list[int] | None:
+    """The examples' lengths, or None (logged) when their cache would exceed TUNEKIT_CACHE_FROZEN_MB."""
     budget_mb = float(os.environ.get("TUNEKIT_CACHE_FROZEN_MB", "4096"))
     hidden = getattr(getattr(model, "config", None), "hidden_size", None) or 0
     lengths = []
@@ -165,6 +158,21 @@ def build_frozen_cache(model: nn.Module, dataset: Sequence[Any], collate: Callab
     if estimate > budget_mb:
         log.info("not caching frozen layers: the cache would take about %.0f MB (limit TUNEKIT_CACHE_FROZEN_MB=%.0f)",
                  estimate, budget_mb)
+        return None
+    return lengths
+
+
+def build_frozen_cache(model: nn.Module, dataset: Sequence[Any], collate: Callable[[list[Any]], dict[str, Any]],
+                       head_modules: Sequence[str], batch_size: int, device: torch.device,
+                       autocast: Callable[[], contextlib.AbstractContextManager]) -> FrozenCache | None:
+    """Run the frozen lower part once over ``dataset`` and keep its output, or None (logged) when caching does not apply."""
+    from tunekit.methods import architecture
+    k, reason = first_trainable_block(model, head_modules)
+    if k is None:
+        log.debug("not caching frozen layers: %s", reason)
+        return None
+    lengths = _lengths_within_budget(model, dataset)
+    if lengths is None:
         return None
     last_frozen = architecture.blocks(model)[k - 1][1]
 
