@@ -1,9 +1,14 @@
-"""The conformance kit run for every built-in method on tiny BERT, GPT-2 (Conv1D) and Llama (GQA) models."""
+"""The conformance kit on tiny BERT, GPT-2 (Conv1D) and Llama (GQA) models, for every registered method.
+
+The cases come from ``registries().methods.names()`` (built-ins and installed plugins), so a new method
+runs the kit with its default options unless ``OPTIONS`` names others.
+"""
 
 from __future__ import annotations
 
 import pytest
 
+from tunekit.plugins import registries
 from tunekit.testing import (
     TINY_MODELS,
     check_frozen_after_step,
@@ -13,19 +18,20 @@ from tunekit.testing import (
     check_trainable_count,
 )
 
-METHODS = {
-    "feature-extraction": {},
+# Options per method; a registered method not named here runs with its defaults, so none can skip the kit.
+OPTIONS = {
     "freeze": {"trainable_layers": 1},
-    "full": {},
     "houlsby": {"reduction_factor": 8},
     "pfeiffer": {"reduction_factor": 4, "non_linearity": "gelu"},
     "lora": {"r": 4},
-    "lora-all-linear": {"r": 2, "target_modules": "all-linear", "alpha": 8},
     "prefix-tuning": {"num_virtual_tokens": 3},
+}
+# Option variants: one encoder and one GQA decoder are enough.
+VARIANTS = {
+    "lora-all-linear": {"r": 2, "target_modules": "all-linear", "alpha": 8},
     "prefix-tuning-mlp": {"num_virtual_tokens": 2, "projection": 16},
 }
-
-VARIANTS = ("lora-all-linear", "prefix-tuning-mlp")
+METHODS = {name: OPTIONS.get(name, {}) for name in registries().methods.names()} | VARIANTS
 
 CASES = [
     (label, model)
@@ -33,13 +39,16 @@ CASES = [
     for model in TINY_MODELS
     # without a head, feature extraction has nothing to train
     if not (label == "feature-extraction" and model.endswith("-lm"))
-    # option variants: one encoder and one GQA decoder are enough
     and not (label in VARIANTS and model not in ("bert-cls", "llama-lm"))
 ]
 
 
 def _name(label: str) -> str:
-    return label.split("-all-")[0].removesuffix("-mlp")
+    return label.split("-all-")[0].removesuffix("-mlp") if label in VARIANTS else label
+
+
+def test_every_registered_method_is_in_the_kit() -> None:
+    assert set(registries().methods.names()) <= {_name(label) for label, _ in CASES}
 
 
 @pytest.mark.parametrize(("label", "model"), CASES)
