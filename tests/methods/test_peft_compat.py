@@ -163,7 +163,7 @@ def test_training_matches_peft_step_for_step(model, method, options, tmp_path):
         optimizer = torch.optim.AdamW(params, lr=1e-2)
         losses = []
         model_.eval()  # no dropout, so both see the same computation
-        for step in range(4):
+        for _ in range(4):
             batch = sample_inputs(ours, batch=4, length=6, seed=0)  # one batch: its loss must fall
             optimizer.zero_grad()
             loss = model_(**batch).logits.float().pow(2).mean()
