@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunekit import _moved
 from tunekit.errors import (
     CheckpointError,
     ConfigError,
@@ -30,6 +31,8 @@ __all__ = [
     "RunConfig", "load_config", "run", "load_run", "RunResult", "LoadedRun",
     "apply_method", "MethodReport", "count_parameters", "registries",
 ]
+
+_moved.install()  # the 0.1 import paths (tunekit.method, tunekit.arch, ...) keep working until 1.0
 
 _LAZY = {
     "RunConfig": ("tunekit.config", "RunConfig"),
