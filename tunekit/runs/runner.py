@@ -29,12 +29,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from tunekit import config as config_mod
 from tunekit import options as opts
-from tunekit.runs import locking, provenance
 from tunekit.config import RunConfig
 from tunekit.errors import CheckpointError, ConfigError, DataError, UsageError
 from tunekit.methods.protocol import MethodReport, count_parameters, make_options
 from tunekit.models import ResolvedModel, resolve_model
 from tunekit.plugins import registries
+from tunekit.runs import locking, provenance
 from tunekit.runs.output_folder import check_output_dir
 from tunekit.tasks.protocol import TaskContext
 
@@ -57,6 +57,27 @@ class RunResult:
     @property
     def adapter_dir(self) -> Path:
         return self.output_dir / ADAPTER_DIR
+
+
+@dataclass
+class Prepared:
+    """What :func:`prepare` returns: everything up to a model with the method applied."""
+
+    job: Any
+    """The task's job (datasets, collate, loss, evaluate)."""
+    model: Any
+    applied: Any
+    """The method's handle on the model (save, injected modules, ...)."""
+    report: MethodReport
+    tokenizer: Any
+    source: ResolvedModel
+
+    def __iter__(self) -> Iterator[Any]:
+        """Unpacks like the 6-tuple ``prepare`` used to return: (job, model, applied, report, tokenizer, source)."""
+        return iter((self.job, self.model, self.applied, self.report, self.tokenizer, self.source))
+
+    def __getitem__(self, index: int) -> Any:
+        return tuple(self)[index]
 
 
 @dataclass
@@ -196,13 +217,10 @@ def _source(cfg: RunConfig) -> ResolvedModel:
     return source
 
 
-def prepare(cfg: RunConfig, before_method: Callable[[Any, Any], None] | None = None,
-            ) -> tuple[Any, Any, Any, Any, Any, ResolvedModel]:
+def prepare(cfg: RunConfig, before_method: Callable[[Any, Any], None] | None = None) -> Prepared:
     """Everything up to a model with the method applied; cheap checks come first.
 
     ``before_method(job, model)`` runs on the base model with its head, before the method changes it.
-
-    Returns (task_job, model, applied, method_report, tokenizer, source).
     """
     regs = registries()
     task, method = _plugin(cfg, "task"), _plugin(cfg, "method")
@@ -239,7 +257,7 @@ def prepare(cfg: RunConfig, before_method: Callable[[Any, Any], None] | None = N
     report = MethodReport(cfg.method_name, trainable, total, list(applied.injected), applied)
     if trainable == 0:
         raise UsageError(f"method {cfg.method_name!r} left nothing to train; check its options.")
-    return job, model, applied, report, tokenizer, source
+    return Prepared(job, model, applied, report, tokenizer, source)
 
 
 def _emit(listeners: Sequence[Any], event: str, *args: Any) -> None:
@@ -284,7 +302,8 @@ def _run_held(cfg: RunConfig, out: Path, listeners: Sequence[Any], main: bool) -
         if heldout:
             base_answers.extend(_answers(job, model, heldout))
 
-    job, model, applied, report, tokenizer, _source_ = prepare(cfg, answer_before_training)
+    prepared = prepare(cfg, answer_before_training)
+    job, model, applied, report = prepared.job, prepared.model, prepared.applied, prepared.report
     from tunekit.engine import train
     log.debug("%s", report.line())
     _emit(listeners, "on_method_applied", report)
@@ -297,7 +316,7 @@ def _run_held(cfg: RunConfig, out: Path, listeners: Sequence[Any], main: bool) -
         (out / "config.yaml").write_text(config_mod.to_yaml(cfg), encoding="utf-8")
         provenance.write(out, providers)
         job.save(out)
-        tokenizer.save_pretrained(out / TOKENIZER_DIR)
+        prepared.tokenizer.save_pretrained(out / TOKENIZER_DIR)
     result = train(model, job, cfg.training, out, applied=applied, listeners=listeners,
                    config_fingerprint=fingerprint(cfg), overwrite=cfg.output.overwrite)
     if not main:
