@@ -18,18 +18,9 @@ from tunekit.engine import checkpoint as ckpt
 from tunekit.engine.batching import example_length
 from tunekit.engine.state import TrainState
 from tunekit.errors import ConfigError
+from tunekit.tasks.pieces import to_device
 
 log = logging.getLogger("tunekit.engine")
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
 
 
 def metric_sense(name: str, job: Any) -> bool:
