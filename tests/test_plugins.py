@@ -11,7 +11,6 @@ import importlib
 import itertools
 import logging
 import sys
-import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import method_plugin_source, write_distribution
 from tunekit import plugins
 from tunekit.errors import UnknownNameError
 from tunekit.hookspecs import hookimpl
@@ -92,11 +92,7 @@ def site(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
 
     def install(dist: str, version: str, body: str, ep_name: str | None = None) -> str:
         module = f"tk_test_plugin_{next(_counter)}"
-        (root / f"{module}.py").write_text(textwrap.dedent(body), encoding="utf-8")
-        info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n", encoding="utf-8")
-        (info / "entry_points.txt").write_text(f"[tunekit]\n{ep_name or dist} = {module}\n", encoding="utf-8")
+        write_distribution(root, dist, version, module, body, ep_name)
         modules.append(module)
         importlib.invalidate_caches()
         return module
@@ -107,33 +103,6 @@ def site(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     importlib.invalidate_caches()
 
 
-GOOD = """
-from dataclasses import dataclass
-
-from tunekit.hookspecs import hookimpl
-
-@dataclass
-class Options:
-    pass
-
-class M:
-    name = "{name}"
-    description = "Method from a test distribution."
-    options_class = Options
-
-    def apply(self, model, options, keep_trainable=()):
-        raise NotImplementedError
-
-    def expected_trainable(self, arch, options):
-        return 0
-
-    def load(self, model, folder):
-        raise NotImplementedError
-
-@hookimpl
-def register_methods(register):
-    register(M())
-"""
 
 
 def status(regs: plugins.Registries, name: str) -> plugins.PluginStatus:
@@ -246,7 +215,7 @@ def test_collision_between_in_process_plugins_fails_the_second_and_names_both(us
 
 
 def test_entry_point_plugin_carries_distribution_name_and_version(site: Any, use_plugins: Any) -> None:
-    site("tunekit-demo", "1.2.3", GOOD.format(name="demo-method"), ep_name="demo")
+    site("tunekit-demo", "1.2.3", method_plugin_source("demo-method"), ep_name="demo")
     regs = use_plugins()
     entry = regs.methods.entry("demo-method")
     assert entry.provider.distribution == "tunekit-demo"
@@ -261,7 +230,7 @@ def test_plugin_failing_on_import_is_isolated_with_one_warning(
     site: Any, use_plugins: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     site("tunekit-broken", "0.1.0", "raise RuntimeError('cannot import me')\n")
-    site("tunekit-good", "0.2.0", GOOD.format(name="good-method"))
+    site("tunekit-good", "0.2.0", method_plugin_source("good-method"))
     with caplog.at_level(logging.WARNING, logger="tunekit.plugins"):
         regs = use_plugins()
     st = status(regs, "tunekit-broken")
@@ -275,7 +244,7 @@ def test_plugin_failing_on_import_is_isolated_with_one_warning(
 
 
 def test_entry_point_to_a_missing_module_fails_cleanly(site: Any, use_plugins: Any, tmp_path: Path) -> None:
-    module = site("tunekit-ghost", "1.0", GOOD.format(name="ghost-method"))
+    module = site("tunekit-ghost", "1.0", method_plugin_source("ghost-method"))
     (tmp_path / "site" / f"{module}.py").unlink()
     importlib.invalidate_caches()
     regs = use_plugins()
@@ -303,8 +272,8 @@ def test_entry_point_plugin_raising_in_its_hook_names_its_distribution(
 
 
 def test_collision_between_distributions_names_both_with_versions(site: Any, use_plugins: Any) -> None:
-    site("tunekit-one", "1.0", GOOD.format(name="same-name"))
-    site("tunekit-two", "2.0", GOOD.format(name="same-name"))
+    site("tunekit-one", "1.0", method_plugin_source("same-name"))
+    site("tunekit-two", "2.0", method_plugin_source("same-name"))
     regs = use_plugins()
     failed = [p for p in regs.plugins if p.state == "failed"]
     assert len(failed) == 1, [(p.name, p.error) for p in failed]
@@ -316,8 +285,8 @@ def test_collision_between_distributions_names_both_with_versions(site: Any, use
 
 
 def test_two_distributions_with_the_same_plugin_name_report_the_second(site: Any, use_plugins: Any) -> None:
-    site("tunekit-first", "1.0", GOOD.format(name="from-first"), ep_name="shared")
-    site("tunekit-second", "1.0", GOOD.format(name="from-second"), ep_name="shared")
+    site("tunekit-first", "1.0", method_plugin_source("from-first"), ep_name="shared")
+    site("tunekit-second", "1.0", method_plugin_source("from-second"), ep_name="shared")
     regs = use_plugins()
     states = {p.distribution: p for p in regs.plugins if p.name == "shared"}
     loaded = [d for d, p in states.items() if p.state == "loaded"]
@@ -330,8 +299,8 @@ def test_two_distributions_with_the_same_plugin_name_report_the_second(site: Any
 
 
 def test_disable_by_entry_point_or_distribution_name(site: Any, use_plugins: Any, clean_env: pytest.MonkeyPatch) -> None:
-    site("tunekit-red", "1.0", GOOD.format(name="red-method"), ep_name="red")
-    site("tunekit-blue", "1.0", GOOD.format(name="blue-method"), ep_name="blue")
+    site("tunekit-red", "1.0", method_plugin_source("red-method"), ep_name="red")
+    site("tunekit-blue", "1.0", method_plugin_source("blue-method"), ep_name="blue")
     clean_env.setenv("TUNEKIT_DISABLE_PLUGINS", "red, tunekit-blue")
     regs = use_plugins()
     assert status(regs, "red").state == "blocked"
@@ -349,15 +318,15 @@ def test_disable_a_builtin_by_short_or_full_name(use_plugins: Any, clean_env: py
         clean_env.setenv("TUNEKIT_DISABLE_PLUGINS", value)
         regs = use_plugins()
         assert status(regs, full).state == "blocked"
-        for attr, _kind, _flag in plugins.HOOKS.values():
-            assert all(e.provider.plugin != full for e in getattr(regs, attr))
+        for registry in regs.kinds():
+            assert all(e.provider.plugin != full for e in registry)
 
 
 def test_allowlist_loads_only_named_third_party_plugins(
     site: Any, use_plugins: Any, clean_env: pytest.MonkeyPatch
 ) -> None:
-    site("tunekit-wanted", "1.0", GOOD.format(name="wanted-method"), ep_name="wanted")
-    site("tunekit-unwanted", "1.0", GOOD.format(name="unwanted-method"), ep_name="unwanted")
+    site("tunekit-wanted", "1.0", method_plugin_source("wanted-method"), ep_name="wanted")
+    site("tunekit-unwanted", "1.0", method_plugin_source("unwanted-method"), ep_name="unwanted")
     clean_env.setenv("TUNEKIT_LOAD_PLUGINS", "wanted")
     regs = use_plugins()
     assert "wanted-method" in regs.methods
@@ -370,7 +339,7 @@ def test_allowlist_loads_only_named_third_party_plugins(
 def test_allowlist_accepts_distribution_names_and_empty_means_none(
     site: Any, use_plugins: Any, clean_env: pytest.MonkeyPatch
 ) -> None:
-    site("tunekit-green", "1.0", GOOD.format(name="green-method"), ep_name="green")
+    site("tunekit-green", "1.0", method_plugin_source("green-method"), ep_name="green")
     clean_env.setenv("TUNEKIT_LOAD_PLUGINS", "tunekit-green")
     assert "green-method" in use_plugins().methods
     clean_env.setenv("TUNEKIT_LOAD_PLUGINS", "")
@@ -380,7 +349,7 @@ def test_allowlist_accepts_distribution_names_and_empty_means_none(
 
 
 def test_disable_wins_over_allowlist(site: Any, use_plugins: Any, clean_env: pytest.MonkeyPatch) -> None:
-    site("tunekit-both", "1.0", GOOD.format(name="both-method"), ep_name="both")
+    site("tunekit-both", "1.0", method_plugin_source("both-method"), ep_name="both")
     clean_env.setenv("TUNEKIT_LOAD_PLUGINS", "both")
     clean_env.setenv("TUNEKIT_DISABLE_PLUGINS", "both")
     regs = use_plugins()
@@ -419,9 +388,9 @@ def cli_run(monkeypatch: pytest.MonkeyPatch) -> Any:
 def test_plugins_command_shows_loaded_failed_and_blocked(
     site: Any, use_plugins: Any, clean_env: pytest.MonkeyPatch, cli_run: Any
 ) -> None:
-    site("tunekit-shown", "4.5.6", GOOD.format(name="shown-method"), ep_name="shown")
+    site("tunekit-shown", "4.5.6", method_plugin_source("shown-method"), ep_name="shown")
     site("tunekit-crashy", "0.0.1", "raise ImportError('no such dependency: frobnicate')\n", ep_name="crashy")
-    site("tunekit-quiet", "1.0", GOOD.format(name="quiet-method"), ep_name="quiet")
+    site("tunekit-quiet", "1.0", method_plugin_source("quiet-method"), ep_name="quiet")
     clean_env.setenv("TUNEKIT_DISABLE_PLUGINS", "quiet")
     use_plugins()
     lines = cli_run("plugins").splitlines()
@@ -441,7 +410,7 @@ def test_plugins_command_shows_loaded_failed_and_blocked(
 def test_methods_command_lists_a_plugin_method_with_provider_and_version(
     site: Any, use_plugins: Any, cli_run: Any
 ) -> None:
-    site("tunekit-listed", "7.8.9", GOOD.format(name="listed-method"), ep_name="listed")
+    site("tunekit-listed", "7.8.9", method_plugin_source("listed-method"), ep_name="listed")
     use_plugins()
     line = next(line for line in cli_run("methods").splitlines() if "listed-method" in line)
     assert "tunekit-listed 7.8.9" in line

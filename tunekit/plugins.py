@@ -39,22 +39,13 @@ log = logging.getLogger("tunekit.plugins")
 GROUP = "tunekit"
 BUILTIN_PACKAGE = "tunekit.builtins"
 
-# hook name -> (registry attribute, human name of the kind, CLI flag that selects one)
+# hook name -> (registry attribute it fills, "module:Protocol" every registered object is checked against)
 HOOKS = {
-    "register_methods": ("methods", "method", "--method"),
-    "register_tasks": ("tasks", "task", "--task"),
-    "register_dataset_formats": ("dataset_formats", "dataset format", "--set data.format"),
-    "register_model_sources": ("model_sources", "model source", "--model"),
-    "register_quantizers": ("quantizers", "quantizer", "--quantize"),
-}
-
-# registry attribute -> "module:Protocol" every registered object is checked against (imported when loading)
-PROTOCOLS = {
-    "methods": "tunekit.methods.protocol:Method",
-    "tasks": "tunekit.tasks.protocol:Task",
-    "dataset_formats": "tunekit.data:DatasetFormat",
-    "model_sources": "tunekit.models:ModelSource",
-    "quantizers": "tunekit.models:Quantizer",
+    "register_methods": ("methods", "tunekit.methods.protocol:Method"),
+    "register_tasks": ("tasks", "tunekit.tasks.protocol:Task"),
+    "register_dataset_formats": ("dataset_formats", "tunekit.data:DatasetFormat"),
+    "register_model_sources": ("model_sources", "tunekit.models:ModelSource"),
+    "register_quantizers": ("quantizers", "tunekit.models:Quantizer"),
 }
 
 
@@ -88,9 +79,9 @@ class Registries:
     def failures(self) -> list[PluginStatus]:
         return [p for p in self.plugins if p.state == "failed"]
 
-    def taken(self, name: str) -> list[str]:
-        """The kinds (``method``, ``task``, ...) under which ``name`` is registered already."""
-        return [getattr(self, attr).kind for attr, _kind, _flag in HOOKS.values() if name in getattr(self, attr)]
+    def kinds(self) -> list[Registry]:
+        """The registry of every kind (methods, tasks, dataset formats, model sources, quantizers)."""
+        return [getattr(self, attr) for attr, _protocol in HOOKS.values()]
 
 
 def _names(var: str) -> set[str] | None:
@@ -208,8 +199,8 @@ class _Loader:
 
     def fill(self) -> None:
         """Call every registration hook; then drop what failed plugins registered and unregister them."""
-        for hook_name, (attr, _kind, _flag) in HOOKS.items():
-            _call_hook(self.pm, hook_name, getattr(self.out, attr), self.providers, _protocol(attr))
+        for hook_name, (attr, protocol) in HOOKS.items():
+            _call_hook(self.pm, hook_name, getattr(self.out, attr), self.providers, _protocol(protocol))
         try:
             self.pm.check_pending()  # already checked per plugin in add(); a guard against what slipped past
         except pluggy.PluginValidationError as exc:
@@ -221,8 +212,8 @@ class _Loader:
         if not failed:
             return
         # A plugin that failed in a later hook keeps nothing it registered in earlier ones, nor its commands.
-        for attr, _kind, _flag in HOOKS.values():
-            getattr(self.out, attr).discard_plugins(failed)
+        for registry in self.out.kinds():
+            registry.discard_plugins(failed)
         for name in failed & set(self.objects):
             self.pm.unregister(self.objects[name], name=name)
 
@@ -252,8 +243,8 @@ def _unknown_hook_message(status: PluginStatus, unknown: list[str]) -> str:
     )
 
 
-def _protocol(attr: str) -> type:
-    module, _, cls = PROTOCOLS[attr].partition(":")
+def _protocol(path: str) -> type:
+    module, _, cls = path.partition(":")
     return getattr(importlib.import_module(module), cls)
 
 
@@ -274,7 +265,7 @@ def _checked(obj: Any, registry: Registry, protocol: type, provider: Provider) -
         raise PluginError(
             f"plugin {provider.plugin!r} from {provider.distribution} registered the {registry.kind} {name!r} "
             f"without {', '.join(missing)}; a {registry.kind} needs {', '.join(protocol_members(protocol))} "
-            f"(see tunekit.{protocol.__module__.removeprefix('tunekit.')}.{protocol.__name__} in docs/plugins.md)."
+            f"(see {protocol.__module__}.{protocol.__name__} in docs/plugins.md)."
         )
     return obj
 

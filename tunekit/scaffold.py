@@ -73,11 +73,10 @@ def scaffold_plugin(name: str, directory: str | Path = ".") -> Path:
 
 def _refuse_taken(name: str) -> None:
     """UsageError when a loaded plugin already registers ``name`` (or uses it as its plugin name)."""
-    from tunekit.plugins import HOOKS, registries
+    from tunekit.plugins import registries
 
     regs = registries()
-    for attr, _kind, _flag in HOOKS.values():
-        registry = getattr(regs, attr)
+    for registry in regs.kinds():
         if name in registry:
             raise UsageError(
                 f"the name {name!r} is already registered as a {registry.kind} by {registry.entry(name).provider}; "

@@ -38,7 +38,7 @@ def _config(method: str, out, quantize: str | None = "int8") -> dict:
 
 @pytest.mark.parametrize("method", FROZEN_BASE)
 def test_int8_minilm_classification_trains_saves_and_predicts(tmp_path, method):
-    float_count = runner.prepare(runner.as_config(_config(method, tmp_path / "float", None)))[3].trainable_params
+    float_count = runner.prepare(runner.as_config(_config(method, tmp_path / "float", None))).report.trainable_params
     out = tmp_path / "run"
     summary = runner.run(_config(method, out)).summary
     assert summary["quantize"] == "int8"

@@ -11,7 +11,6 @@ import importlib
 import os
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,57 +18,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from tests.helpers import method_plugin_source, write_distribution
 from tunekit import plugins
 from tunekit.hookspecs import hookimpl
 
-COMPLETE_METHOD = """
-from dataclasses import dataclass
-
-from tunekit.hookspecs import hookimpl
-
-
-@dataclass
-class Options:
-    pass
-
-
-class Method:
-    name = "{name}"
-    description = "A method from a broken test distribution."
-    options_class = Options
-
-    def apply(self, model, options, keep_trainable=()):
-        raise NotImplementedError
-
-    def expected_trainable(self, arch, options):
-        return 0
-
-    def load(self, model, folder):
-        raise NotImplementedError
-"""
-
 BROKEN = {
-    # a third-party method called like a built-in one
-    "tunekit-clash": COMPLETE_METHOD.format(name="lora") + """
-
-@hookimpl
-def register_methods(register):
-    register(Method())
-""",
-    # a misspelt hook: register_method instead of register_methods
-    "tunekit-typo": COMPLETE_METHOD.format(name="typo-method") + """
-
-@hookimpl
-def register_method(register):
-    register(Method())
-""",
-    # an object without apply
-    "tunekit-malformed": COMPLETE_METHOD.format(name="no-apply").replace("def apply", "def not_apply") + """
-
-@hookimpl
-def register_methods(register):
-    register(Method())
-""",
+    "tunekit-clash": method_plugin_source("lora"),  # a third-party method called like a built-in one
+    "tunekit-typo": method_plugin_source("typo-method", hook="register_method"),  # register_methods misspelt
+    "tunekit-malformed": method_plugin_source("no-apply").replace("def apply", "def not_apply"),  # no apply
 }
 MODULES = {dist: f"tk_broken_{dist.split('-')[1]}" for dist in BROKEN}
 
@@ -79,11 +35,7 @@ def install(root: Path) -> None:
     root.mkdir(exist_ok=True)
     for dist, body in BROKEN.items():
         module = MODULES[dist]
-        (root / f"{module}.py").write_text(textwrap.dedent(body), encoding="utf-8")
-        info = root / f"{dist.replace('-', '_')}-1.0.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n", encoding="utf-8")
-        (info / "entry_points.txt").write_text(f"[tunekit]\n{dist} = {module}\n", encoding="utf-8")
+        write_distribution(root, dist, "1.0", module, body)
 
 
 @pytest.fixture

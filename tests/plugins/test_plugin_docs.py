@@ -85,9 +85,17 @@ def test_optional_attributes_are_not_protocol_members() -> None:
         assert not set(protocol_members(protocol)) & set(table), protocol
 
 
-def test_the_runner_default_learning_rate_is_the_declared_one() -> None:
+def test_the_runner_default_learning_rate_is_the_declared_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tunekit import config as config_mod
     from tunekit.runs import runner
-    assert method.METHOD_OPTIONAL["default_lr"].default == runner.DEFAULT_LR
+
+    class NoSuggestion:  # a method that declares no default_lr
+        pass
+
+    monkeypatch.setattr(runner, "_plugin", lambda cfg, kind: NoSuggestion())
+    cfg = config_mod.from_dict({"method": {"name": "x"}, "task": {"name": "y"}})
+    runner.resolve_defaults(cfg)
+    assert cfg.training.lr == method.METHOD_OPTIONAL["default_lr"].default
 
 
 def test_arch_fields_and_functions_are_listed_in_full() -> None:
@@ -149,8 +157,8 @@ def test_example_plugin_loads_and_registers(index: int, monkeypatch: pytest.Monk
     assert status.state == "loaded", status.error
     names = re.findall(r'^    name = "([^"]+)"', source, flags=re.M)
     assert names, "example registers nothing by name"
-    for attr, _kind, _flag in plugins.HOOKS.values():
-        for entry in getattr(regs, attr):
+    for registry in regs.kinds():
+        for entry in registry:
             if entry.provider.plugin == module.__name__:
                 names.remove(entry.name)
     assert not names, f"example did not register {names}"

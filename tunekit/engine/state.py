@@ -7,7 +7,7 @@ read it together with the weights, optimiser, scheduler and RNG states (``checkp
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -43,38 +43,16 @@ class TrainState:
 
     def to_json(self, identity: Mapping[str, Any], elapsed_seconds: float) -> dict[str, Any]:
         """The ``state.json`` object: this state, the run's ``identity`` (checked on resume) and the time so far."""
-        return {
-            "global_step": self.global_step,
-            "epoch": self.epoch,
-            "batch_index": self.batch_index,
-            **identity,
-            "best_value": self.best_value,
-            "best_step": self.best_step,
-            "best_metrics": self.best_metrics,
-            "last_metrics": self.last_metrics,
-            "last_eval_step": self.last_eval_step,
-            "bad_evals": self.bad_evals,
-            "tokens": self.tokens,
-            "compute_seconds": self.compute_seconds,
-            "elapsed_seconds": elapsed_seconds,
-        }
+        return {**asdict(self), **identity, "elapsed_seconds": elapsed_seconds}
 
     @classmethod
     def from_json(cls, state: Mapping[str, Any]) -> TrainState:
-        return cls(
-            global_step=int(state["global_step"]),
-            epoch=int(state["epoch"]),
-            batch_index=int(state["batch_index"]),
-            best_value=state.get("best_value"),
-            best_step=state.get("best_step"),
-            best_metrics=dict(state.get("best_metrics") or {}),
-            last_metrics=dict(state.get("last_metrics") or {}),
-            last_eval_step=state.get("last_eval_step"),
-            bad_evals=int(state.get("bad_evals") or 0),
-            tokens=int(state.get("tokens") or 0),
-            compute_seconds=float(state.get("compute_seconds") or 0.0),
-            elapsed_seconds=float(state.get("elapsed_seconds") or 0.0),
-        )
+        """The state a ``state.json`` holds; keys a checkpoint from an older tunekit lacks take their defaults."""
+        values = {f.name: state[f.name] for f in fields(cls) if state.get(f.name) is not None}
+        return cls(**{**values, **{name: int(state[name]) for name in _POSITION}})
+
+
+_POSITION = ("global_step", "epoch", "batch_index")  # every checkpoint has these
 
 
 def run_identity(seed: int, fingerprint: str, world_size: int, global_batch: int, grad_accum: int) -> dict[str, Any]:

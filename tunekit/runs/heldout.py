@@ -1,4 +1,4 @@
-"""Held-out answer scoring and the demo question/answer data shipped inside the package.
+"""Held-out answer scoring (a run's base vs tuned answers, ``heldout.jsonl``) and the bundled demo data.
 
 A held-out record is ``{"prompt": ..., "response": ..., "keywords": [...]}``. A generated answer counts
 as correct when it contains every keyword (:func:`score`). The demo data (``tunekit/resources/demo``)
@@ -13,11 +13,13 @@ import re
 from collections.abc import Sequence
 from importlib import resources
 from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any
 
 from tunekit.errors import DataError, UsageError
 
 DEMO_SPLITS = ("train", "heldout")
+HELDOUT_FILE = "heldout.jsonl"
 
 _SPACES = re.compile(r"\s+")
 # A comma between digit groups ("2,849") is a thousands separator: drop it so "2849" and "2,849" agree.
@@ -106,3 +108,56 @@ def load_demo(split: str) -> list[dict[str, Any]]:
                     f"line {number} of the demo file {split}.jsonl is not valid JSON ({exc.msg}); reinstall tunekit."
                 ) from exc
     return records
+
+
+def heldout_rows(data: Any) -> list[dict[str, Any]] | None:
+    """The held-out prompts of this run (``data.heldout`` or the training set's companion), validated."""
+    from tunekit.data import heldout_companion, read_dataset
+
+    name = data.heldout or heldout_companion(data.train)
+    if not name:
+        return None
+    rows = [dict(r) for r in read_dataset(name, data)]
+    for i, row in enumerate(rows, start=1):
+        if not isinstance(row.get("prompt"), str) or not row.get("keywords"):
+            raise DataError(
+                f"held-out record {i} of {name!r} needs a `prompt` string and a non-empty `keywords` list; "
+                "fix the file given to data.heldout."
+            )
+    return rows
+
+
+def answers(job: Any, model: Any, rows: Sequence[dict[str, Any]]) -> list[str]:
+    was_training = model.training
+    model.eval()
+    try:
+        predictions = job.predict(model, [row["prompt"] for row in rows])
+    finally:
+        model.train(was_training)
+    return [p if isinstance(p, str) else str(p.get("text") or p.get("label") or p) if isinstance(p, dict) else str(p)
+            for p in predictions]
+
+
+def score_heldout(job: Any, model: Any, rows: Sequence[dict[str, Any]], base: Sequence[str],
+                  out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Answer the held-out prompts with the tuned model, score both sets of answers, write heldout.jsonl.
+
+    Returns the records written and the summary figures.
+    """
+    tuned = answers(job, model, rows)
+    records = []
+    for row, before, after in zip(rows, base, tuned, strict=True):
+        records.append({
+            "prompt": row["prompt"], "expected": row.get("response", ""), "keywords": list(row["keywords"]),
+            "base_answer": before, "tuned_answer": after,
+            "base_correct": score(before, row["keywords"]), "tuned_correct": score(after, row["keywords"]),
+        })
+    with open(out / HELDOUT_FILE, "w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    n = len(records)
+    return records, {
+        "heldout_examples": n,
+        "base_heldout_accuracy": sum(r["base_correct"] for r in records) / n,
+        "heldout_accuracy": sum(r["tuned_correct"] for r in records) / n,
+    }

@@ -18,7 +18,6 @@ from tunekit.errors import UnknownNameError
 log = logging.getLogger("tunekit.run")
 
 PROVIDERS_FILE = "providers.json"
-KINDS = ("method", "task")
 
 
 def _registry(regs: Any, kind: str) -> Any:
@@ -42,17 +41,12 @@ def write(folder: Path, providers: Mapping[str, Any]) -> None:
 
 
 def read(folder: Path) -> dict[str, dict[str, str]]:
-    """The providers a run recorded (``providers.json``, else ``summary.json``); empty for older runs."""
-    for name, key in ((PROVIDERS_FILE, None), ("summary.json", "providers")):
-        try:
-            data = json.loads((folder / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if key is not None:
-            data = data.get(key) if isinstance(data, dict) else None
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if isinstance(v, dict)}
-    return {}
+    """The providers a run recorded in ``providers.json`` (written before training starts); empty for older runs."""
+    try:
+        data = json.loads((folder / PROVIDERS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
 
 
 def _plugin_state(regs: Any, recorded: Mapping[str, str]) -> str:

@@ -11,6 +11,7 @@ Run folder layout::
     checkpoints/     step checkpoints written by the engine (for --resume)
     metrics.jsonl    one line per logging step and per evaluation
     summary.json     parameter counts, final and best metrics, timings, providers
+    heldout.jsonl    base and tuned answers to the held-out prompts, when the run has them (tunekit.runs.heldout)
     providers.json   the distribution and version that provided the method and the task (tunekit.runs.provenance)
     .tunekit.lock    held by the process writing the folder (tunekit.runs.locking)
 """
@@ -30,19 +31,19 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from tunekit import config as config_mod
 from tunekit import options as opts
 from tunekit.config import RunConfig
-from tunekit.errors import CheckpointError, ConfigError, DataError, UsageError
-from tunekit.methods.protocol import MethodReport, count_parameters, make_options
+from tunekit.errors import CheckpointError, ConfigError, UsageError
+from tunekit.methods.protocol import METHOD_OPTIONAL, MethodReport, count_parameters, make_options, method_flag
 from tunekit.models import ResolvedModel, resolve_model
 from tunekit.plugins import registries
+from tunekit.protocols import optional
 from tunekit.runs import locking, provenance
+from tunekit.runs.heldout import HELDOUT_FILE, answers, heldout_rows, score_heldout
 from tunekit.runs.output_folder import check_output_dir
 from tunekit.tasks.protocol import TaskContext
 
 log = logging.getLogger("tunekit.run")
 
 ADAPTER_DIR = "adapter"
-HELDOUT_FILE = "heldout.jsonl"
-DEFAULT_LR = 2e-4  # for a method that suggests no learning rate of its own
 TOKENIZER_DIR = "tokenizer"
 
 
@@ -71,13 +72,6 @@ class Prepared:
     report: MethodReport
     tokenizer: Any
     source: ResolvedModel
-
-    def __iter__(self) -> Iterator[Any]:
-        """Unpacks like the 6-tuple ``prepare`` used to return: (job, model, applied, report, tokenizer, source)."""
-        return iter((self.job, self.model, self.applied, self.report, self.tokenizer, self.source))
-
-    def __getitem__(self, index: int) -> Any:
-        return tuple(self)[index]
 
 
 @dataclass
@@ -132,16 +126,13 @@ def resolve_defaults(cfg: RunConfig) -> None:
     """Fill settings whose default depends on the chosen plugins (``training.lr`` from the method)."""
     if cfg.training.lr is None:
         method = _plugin(cfg, "method")
-        cfg.training.lr = float(getattr(method, "default_lr", DEFAULT_LR))
+        cfg.training.lr = float(optional(method, "default_lr", METHOD_OPTIONAL))
 
 
 @contextlib.contextmanager
 def _model_files(cfg: RunConfig, what: str) -> Iterator[None]:
-    """Turn transformers' OSError / ValueError for a model that cannot be opened into one UsageError.
-
-    (transformers raises these for a folder without weights or tokenizer files, a config.json that is
-    not JSON, an unknown model type, or a hub id it cannot reach.)
-    """
+    """Turn transformers' OSError / ValueError for a model that cannot be opened into one UsageError (a folder
+    without weights or tokenizer files, a config.json that is not JSON, an unknown model type, an unreachable hub id)."""
     try:
         yield
     except (OSError, ValueError) as exc:
@@ -182,21 +173,22 @@ def _load_tokenizer(source: ResolvedModel, cfg: RunConfig) -> Any:
     return AutoTokenizer.from_pretrained(source.path, trust_remote_code=cfg.model.trust_remote_code, **kwargs)
 
 
-def _quantizer_kwargs(cfg: RunConfig, method: Any, head_modules: Sequence[str]) -> dict[str, Any]:
+def _check_quantize(cfg: RunConfig, method: Any) -> Any:
+    """The run's quantizer (None without --quantize); refuses a method that trains the base weights."""
     if not cfg.model.quantize:
-        return {}
+        return None
     quantizer = registries().quantizers.get(cfg.model.quantize)
-    if getattr(method, "trains_base_weights", False):
+    if method_flag(method, "trains_base_weights"):
         raise UsageError(
             f"method {cfg.method_name!r} trains the base weights, which cannot be trained in "
             f"{cfg.model.quantize}; drop --quantize or pick a method that freezes the base (lora, houlsby, ...)."
         )
-    return quantizer.load_kwargs(list(head_modules))
+    return quantizer
 
 
 def _float_modules(cfg: RunConfig, method: Any, method_options: Any, source: ResolvedModel) -> list[str]:
     """Pretrained modules the method trains (e.g. freeze's top blocks): kept out of quantization."""
-    if not cfg.model.quantize or not callable(getattr(method, "float_modules", None)):
+    if not callable(getattr(method, "float_modules", None)):
         return []
     from transformers import AutoConfig
 
@@ -206,6 +198,17 @@ def _float_modules(cfg: RunConfig, method: Any, method_options: Any, source: Res
     config_kwargs = {k: v for k, v in source.load_kwargs.items() if k in ("revision", "trust_remote_code", "gguf_file")}
     config = AutoConfig.from_pretrained(source.path, **config_kwargs)
     return float_modules(method, arch_info(config), method_options)
+
+
+def _build_model(cfg: RunConfig, job: Any, method: Any, method_options: Any, source: ResolvedModel) -> Any:
+    """The pretrained model with the task's head, quantized when asked (head and trained modules kept float)."""
+    with _model_files(cfg, "weights"):
+        load_kwargs = dict(source.load_kwargs)
+        quantizer = _check_quantize(cfg, method)
+        if quantizer is not None:
+            skip = [*job.head_modules, *_float_modules(cfg, method, method_options, source)]
+            load_kwargs.update(quantizer.load_kwargs(skip))
+        return job.build_model(source, load_kwargs)
 
 
 def _source(cfg: RunConfig) -> ResolvedModel:
@@ -222,15 +225,11 @@ def prepare(cfg: RunConfig, before_method: Callable[[Any, Any], None] | None = N
 
     ``before_method(job, model)`` runs on the base model with its head, before the method changes it.
     """
-    regs = registries()
     task, method = _plugin(cfg, "task"), _plugin(cfg, "method")
     method_options = make_options(method, cfg.method_options)
     resolve_defaults(cfg)
     task_options = opts.build(task.options_class, cfg.task_options, where="task")
-    if cfg.model.quantize:
-        regs.quantizers.get(cfg.model.quantize)
-        if getattr(method, "trains_base_weights", False):
-            _quantizer_kwargs(cfg, method, [])
+    _check_quantize(cfg, method)  # before any data or weights are read
     if not cfg.data.train:
         raise ConfigError("no training data; pass --data FILE (or set data.train in the config).")
 
@@ -245,10 +244,7 @@ def prepare(cfg: RunConfig, before_method: Callable[[Any, Any], None] | None = N
 
     seed_everything(cfg.training.seed)  # the validation split, the head's and the method's initial weights
     job = task.prepare(TaskContext(tokenizer, task_options, cfg.data, train_rows, val_rows, cfg.training.seed))
-    with _model_files(cfg, "weights"):
-        skip = [*job.head_modules, *_float_modules(cfg, method, method_options, source)]
-        load_kwargs = {**source.load_kwargs, **_quantizer_kwargs(cfg, method, skip)}
-        model = job.build_model(source, load_kwargs)
+    model = _build_model(cfg, job, method, method_options, source)
     _check_token_ids(cfg, job, model)
     if before_method is not None:
         before_method(job, model)
@@ -295,12 +291,12 @@ def run(config: RunConfig | Mapping[str, Any] | str | os.PathLike, listeners: Se
 
 def _run_held(cfg: RunConfig, out: Path, listeners: Sequence[Any], main: bool) -> RunResult:
     """The body of :func:`run`, with the run folder created and held."""
-    heldout = _heldout_rows(cfg)
+    heldout = heldout_rows(cfg.data)
     base_answers: list[str] = []
 
     def answer_before_training(job: Any, model: Any) -> None:
         if heldout:
-            base_answers.extend(_answers(job, model, heldout))
+            base_answers.extend(answers(job, model, heldout))
 
     prepared = prepare(cfg, answer_before_training)
     job, model, applied, report = prepared.job, prepared.model, prepared.applied, prepared.report
@@ -339,67 +335,12 @@ def _run_held(cfg: RunConfig, out: Path, listeners: Sequence[Any], main: bool) -
         "output_dir": str(out),
     }
     if heldout:
-        summary.update(_score_heldout(job, model, heldout, base_answers, out))
-        _emit(listeners, "on_heldout", _read_jsonl(out / HELDOUT_FILE), summary)
+        records, scores = score_heldout(job, model, heldout, base_answers, out)
+        summary.update(scores)
+        _emit(listeners, "on_heldout", records, summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
     _emit(listeners, "on_run_end", summary)
     return RunResult(out, summary, dict(getattr(result, "final_metrics", {}) or {}))
-
-
-def _heldout_rows(cfg: RunConfig) -> list[dict[str, Any]] | None:
-    """The held-out prompts of this run (``data.heldout`` or the training set's companion), validated."""
-    from tunekit.data import heldout_companion, read_dataset
-
-    name = cfg.data.heldout or heldout_companion(cfg.data.train)
-    if not name:
-        return None
-    rows = [dict(r) for r in read_dataset(name, cfg.data)]
-    for i, row in enumerate(rows, start=1):
-        if not isinstance(row.get("prompt"), str) or not row.get("keywords"):
-            raise DataError(
-                f"held-out record {i} of {name!r} needs a `prompt` string and a non-empty `keywords` list; "
-                "fix the file given to data.heldout."
-            )
-    return rows
-
-
-def _answers(job: Any, model: Any, rows: Sequence[dict[str, Any]]) -> list[str]:
-    was_training = model.training
-    model.eval()
-    try:
-        predictions = job.predict(model, [row["prompt"] for row in rows])
-    finally:
-        model.train(was_training)
-    return [p if isinstance(p, str) else str(p.get("text") or p.get("label") or p) if isinstance(p, dict) else str(p)
-            for p in predictions]
-
-
-def _score_heldout(job: Any, model: Any, rows: Sequence[dict[str, Any]], base: Sequence[str],
-                   out: Path) -> dict[str, Any]:
-    """Answer the held-out prompts with the tuned model, score both sets of answers, write heldout.jsonl."""
-    from tunekit.runs.heldout import score
-
-    tuned = _answers(job, model, rows)
-    records = []
-    for row, before, after in zip(rows, base, tuned, strict=True):
-        records.append({
-            "prompt": row["prompt"], "expected": row.get("response", ""), "keywords": list(row["keywords"]),
-            "base_answer": before, "tuned_answer": after,
-            "base_correct": score(before, row["keywords"]), "tuned_correct": score(after, row["keywords"]),
-        })
-    with open(out / HELDOUT_FILE, "w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-    n = len(records)
-    return {
-        "heldout_examples": n,
-        "base_heldout_accuracy": sum(r["base_correct"] for r in records) / n,
-        "heldout_accuracy": sum(r["tuned_correct"] for r in records) / n,
-    }
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def _result_fields(result: Any) -> dict[str, Any]:
@@ -452,11 +393,7 @@ def load_run(folder: str | os.PathLike, *, quantize: str | None = None, trust_re
             f"run folder {str(out)!r} has a task state the {cfg.task_name} task cannot use "
             f"({type(exc).__name__}: {exc}); train the run again."
         ) from None
-    source = _source(cfg)
-    with _model_files(cfg, "weights"):
-        skip = [*job.head_modules, *_float_modules(cfg, method, make_options(method, cfg.method_options), source)]
-        load_kwargs = {**source.load_kwargs, **_quantizer_kwargs(cfg, method, skip)}
-        model = job.build_model(source, load_kwargs)
+    model = _build_model(cfg, job, method, make_options(method, cfg.method_options), _source(cfg))
     applied = method.load(model, out / ADAPTER_DIR)
     model.eval()
     return LoadedRun(model, tokenizer, job, cfg, applied, out)

@@ -35,7 +35,6 @@ class Full:
     identity_at_init = True
     supports_merge = False
     trains_base_weights = True
-    trains_in_place = True  # it only unfreezes modules: export writes the trained model as it is
     default_lr = 5e-5  # the learning rate used when training.lr is not set
 
     def apply(self, model: nn.Module, options: Any, keep_trainable: Sequence[str] = ()) -> AppliedFull:
