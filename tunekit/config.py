@@ -27,7 +27,10 @@ log = logging.getLogger("tunekit.config")
 @dataclass
 class ModelConfig:
     name: str = option("smollm2-135m", "Model alias (see `tunekit models`), local folder, or hub id.")
-    quantize: str | None = option(None, "Load the frozen base quantized, e.g. `int8` (see `tunekit plugins`).")
+    quantize: str | None = option(None, "Load the frozen base quantized: `int8`, `nf4` or `fp4` (see `tunekit plugins`).")
+    quantize_options: dict[str, Any] = option(
+        {}, "Options of the quantizer, e.g. `{compute_dtype: bfloat16, double_quant: false}` for nf4/fp4; "
+        "`--set model.quantize_options.KEY=VALUE` sets one.")
     revision: str | None = option(None, "Hub revision (branch, tag or commit) for hub ids.")
     trust_remote_code: bool = option(False, "Allow a hub model to run its own Python code. Off unless you trust it.")
 
@@ -87,6 +90,10 @@ class TrainingConfig:
     report_to: list[str] = option([], "Extra loggers: `tensorboard`.")
     group_by_length: bool = option(True, "Batch examples of similar length together to save padding.")
     cache_frozen: bool = option(True, "Cache the outputs of frozen lower layers and reuse them in later epochs.")
+    gradient_checkpointing: bool | None = option(
+        None, "Recompute each block's activations during backward instead of keeping them (less memory, about a "
+        "third slower); default: on when batch_size x the longest training example reaches 4096 tokens and the "
+        "model supports it.")
 
     def validate(self) -> None:
         check(self.epochs > 0, f"training.epochs must be positive, not {self.epochs}.")
