@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from tunekit.errors import UsageError
+from tunekit.protocols import OptionalAttr
 
 
 @dataclass
@@ -35,6 +36,14 @@ class ModelSource(Protocol):
         """Return a loadable location (converting or unpacking into ``cache_dir`` if needed)."""
 
 
+QUANTIZER_OPTIONAL: dict[str, OptionalAttr] = {
+    "options_class": OptionalAttr(None, "a dataclass of the quantizer's options, set with `model.quantize_options`; "
+                                  "the runner then calls `load_kwargs(skip_modules, options)`; absent means the "
+                                  "quantizer takes no options and gets `load_kwargs(skip_modules)`"),
+}
+"""Optional attributes of a ``Quantizer``: name -> default and meaning (the one declaration of them)."""
+
+
 @runtime_checkable
 class Quantizer(Protocol):
     name: str
@@ -45,7 +54,8 @@ class Quantizer(Protocol):
 
         ``skip_modules`` must stay in full precision: the task's ``head_modules`` (its fresh head and the
         pretrained modules it trains, e.g. ``pooler``; a leaf name means that module and everything beneath
-        it) and the method's ``float_modules`` (regexes over full module names).
+        it) and the method's ``float_modules`` (regexes over full module names). A quantizer with an
+        ``options_class`` (``QUANTIZER_OPTIONAL``) takes the parsed options as a second argument.
         """
 
 

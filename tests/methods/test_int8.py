@@ -185,12 +185,12 @@ def test_count_parameters_counts_packed_4bit_weights_by_their_logical_size():
 def test_runner_keeps_freezes_top_blocks_out_of_quantization(base_folder):
     from tunekit import config as config_mod
     from tunekit.models import ResolvedModel
-    from tunekit.runs import runner
+    from tunekit.runs import quantization
 
     cfg = config_mod.from_dict({"model": {"name": str(base_folder), "quantize": "int8"},
                                 "method": {"name": "freeze", "trainable_layers": 1}})
     method = registries().methods.get("freeze")
-    skip = runner._float_modules(cfg, method, make_options(method, cfg.method_options), ResolvedModel(str(base_folder)))
+    skip = quantization.float_modules(cfg, method, make_options(method, cfg.method_options), ResolvedModel(str(base_folder)))
     model = load(base_folder, skip=["score", *skip])
     quantized = _quantized(model)
     assert quantized and all(n.startswith("model.layers.0.") for n in quantized)

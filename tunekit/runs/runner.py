@@ -32,13 +32,14 @@ from tunekit import config as config_mod
 from tunekit import options as opts
 from tunekit.config import RunConfig
 from tunekit.errors import CheckpointError, ConfigError, UsageError
-from tunekit.methods.protocol import METHOD_OPTIONAL, MethodReport, count_parameters, make_options, method_flag
+from tunekit.methods.protocol import METHOD_OPTIONAL, MethodReport, count_parameters, make_options
 from tunekit.models import ResolvedModel, resolve_model
 from tunekit.plugins import registries
 from tunekit.protocols import optional
 from tunekit.runs import locking, provenance
 from tunekit.runs.heldout import HELDOUT_FILE, answers, heldout_rows, score_heldout
 from tunekit.runs.output_folder import check_output_dir
+from tunekit.runs.quantization import check_quantize, quantized_load_kwargs
 from tunekit.tasks.protocol import TaskContext
 
 log = logging.getLogger("tunekit.run")
@@ -173,41 +174,10 @@ def _load_tokenizer(source: ResolvedModel, cfg: RunConfig) -> Any:
     return AutoTokenizer.from_pretrained(source.path, trust_remote_code=cfg.model.trust_remote_code, **kwargs)
 
 
-def _check_quantize(cfg: RunConfig, method: Any) -> Any:
-    """The run's quantizer (None without --quantize); refuses a method that trains the base weights."""
-    if not cfg.model.quantize:
-        return None
-    quantizer = registries().quantizers.get(cfg.model.quantize)
-    if method_flag(method, "trains_base_weights"):
-        raise UsageError(
-            f"method {cfg.method_name!r} trains the base weights, which cannot be trained in "
-            f"{cfg.model.quantize}; drop --quantize or pick a method that freezes the base (lora, houlsby, ...)."
-        )
-    return quantizer
-
-
-def _float_modules(cfg: RunConfig, method: Any, method_options: Any, source: ResolvedModel) -> list[str]:
-    """Pretrained modules the method trains (e.g. freeze's top blocks): kept out of quantization."""
-    if not callable(getattr(method, "float_modules", None)):
-        return []
-    from transformers import AutoConfig
-
-    from tunekit.methods.architecture import arch_info
-    from tunekit.methods.protocol import float_modules
-
-    config_kwargs = {k: v for k, v in source.load_kwargs.items() if k in ("revision", "trust_remote_code", "gguf_file")}
-    config = AutoConfig.from_pretrained(source.path, **config_kwargs)
-    return float_modules(method, arch_info(config), method_options)
-
-
 def _build_model(cfg: RunConfig, job: Any, method: Any, method_options: Any, source: ResolvedModel) -> Any:
     """The pretrained model with the task's head, quantized when asked (head and trained modules kept float)."""
     with _model_files(cfg, "weights"):
-        load_kwargs = dict(source.load_kwargs)
-        quantizer = _check_quantize(cfg, method)
-        if quantizer is not None:
-            skip = [*job.head_modules, *_float_modules(cfg, method, method_options, source)]
-            load_kwargs.update(quantizer.load_kwargs(skip))
+        load_kwargs = {**source.load_kwargs, **quantized_load_kwargs(cfg, job, method, method_options, source)}
         return job.build_model(source, load_kwargs)
 
 
@@ -229,7 +199,7 @@ def prepare(cfg: RunConfig, before_method: Callable[[Any, Any], None] | None = N
     method_options = make_options(method, cfg.method_options)
     resolve_defaults(cfg)
     task_options = opts.build(task.options_class, cfg.task_options, where="task")
-    _check_quantize(cfg, method)  # before any data or weights are read
+    check_quantize(cfg, method)  # before any data or weights are read
     if not cfg.data.train:
         raise ConfigError("no training data; pass --data FILE (or set data.train in the config).")
 
@@ -375,8 +345,9 @@ def load_run(folder: str | os.PathLike, *, quantize: str | None = None, trust_re
             f"run folder {str(out)!r} was trained with model.trust_remote_code, so loading it runs the model's own "
             "Python code; pass trust_remote_code=True to tunekit.load_run only if you trust that code."
         )
-    if quantize is not None:
+    if quantize is not None and (quantize or None) != cfg.model.quantize:
         cfg.model.quantize = quantize or None
+        cfg.model.quantize_options = {}  # the trained quantizer's options do not apply to another one
     regs = registries()
     task, method = provenance.lookup(regs, "task", cfg.task_name, out), provenance.lookup(regs, "method", cfg.method_name, out)
     from transformers import AutoTokenizer
