@@ -239,3 +239,29 @@ def test_decoders_train_too(tmp_path, family):
     assert math.isfinite(result.train_loss) and "eval_loss" in result.final_metrics
     assert result.metric_for_best == "eval_loss"
     assert max_diff(before, weights(model)) > 0
+
+
+class TokenMeanJob(TinyJob):
+    """A loss averaged over real tokens (as causal-LM losses are), with ``loss_weight`` saying how many there are."""
+
+    def loss(self, model, batch):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        # per-token loss: each real token is scored against the sequence label (a token-level mean)
+        per_token = torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="none")
+        mask = batch["attention_mask"].float()
+        lengths = mask.sum(1)
+        return (per_token * lengths).sum() / lengths.sum()
+
+    def loss_weight(self, batch):
+        return int(batch["attention_mask"].sum())
+
+
+@pytest.mark.parametrize("job_class", [TinyJob, TokenMeanJob])
+def test_accumulation_weights_uneven_micro_batches_like_one_batch(tmp_path, job_class):
+    # 46 examples: the last batch of 8 is 6 examples, i.e. micro-batches of 4 and 2 (and of unequal token
+    # counts): an unweighted mean of the two micro-batch losses would differ from the big batch's loss.
+    job = job_class(n_train=46, n_eval=0)
+    big, _ = run(tmp_path, "big", model=tiny_bert(dropout=0.0), job=job, batch_size=8, group_by_length=False)
+    acc, _ = run(tmp_path, "acc", model=tiny_bert(dropout=0.0), job=job, batch_size=4, grad_accum=2,
+                 group_by_length=False)
+    assert max_diff(weights(big), weights(acc)) < 1e-5

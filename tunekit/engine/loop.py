@@ -38,10 +38,17 @@ from tunekit.engine.finish import TrainResult, make_result, peak_rss_mb, restore
 from tunekit.engine.metrics_log import MetricsLog
 from tunekit.engine.state import TrainState
 from tunekit.errors import ConfigError, TrainingInterrupted
+from tunekit.protocols import optional
+from tunekit.tasks.protocol import JOB_OPTIONAL
 
 __all__ = ["TrainResult", "TrainState", "count_tokens", "peak_rss_mb", "to_device", "train"]
 
 log = logging.getLogger("tunekit.engine")
+
+
+def batch_rows(batch: dict[str, Any]) -> int:
+    """Examples in a batch: the first dimension of its first tensor (the default ``loss_weight``)."""
+    return next((len(v) for v in batch.values() if isinstance(v, torch.Tensor) and v.dim() > 0), 1)
 
 
 def count_tokens(batch: dict[str, Any]) -> int:
@@ -231,20 +238,38 @@ class _Trainer:
         return grad_norm, epoch_done
 
     def _accumulate(self, group: list[Any], window: _Window) -> float:
-        """Forward and backward over the micro-batches of one step; returns their mean loss."""
+        """Forward and backward over the micro-batches of one step; returns their weighted mean loss."""
         s, data = self.setup, self.job.train_dataset
+        batches = [to_device(self.job.collate([data[i] for i in indices]), self.device) for indices in group]
+        shares = self._shares(batches)
         step_loss = 0.0
-        for k, indices in enumerate(group):
-            batch = to_device(self.job.collate([data[i] for i in indices]), self.device)
+        for k, (indices, batch) in enumerate(zip(group, batches, strict=True)):
             window.tokens += count_tokens(batch)
             no_sync = self.world > 1 and k != len(group) - 1
             replay = s.cache.replay(indices, batch) if s.cache else contextlib.nullcontext()
             with self.acc.no_sync(s.wrapped) if no_sync else contextlib.nullcontext():
                 with replay, self._autocast():
                     loss = self.job.loss(s.model_for_loss, batch)
-                (loss / len(group)).backward()
-            step_loss += float(loss.detach()) / len(group)
+                (loss * shares[k]).backward()
+            step_loss += float(loss.detach()) * shares[k]
         return step_loss
+
+    def _shares(self, batches: list[dict[str, Any]]) -> list[float]:
+        """Each micro-batch's weight in the step's loss: its ``loss_weight`` (tokens or examples) over the step's.
+
+        A task's ``loss`` is a mean over its batch; weighting the means by what they average over makes the
+        accumulated gradient that of one big batch even when micro-batches differ in size. Under DDP the total is
+        summed over processes and scaled by the world size, because DDP then averages the gradients.
+        """
+        weigh = optional(self.job, "loss_weight", JOB_OPTIONAL) or batch_rows
+        counts = [float(weigh(batch)) for batch in batches]
+        total = sum(counts)
+        if self.world > 1:
+            summed = self.acc.reduce(torch.tensor([total], device=self.device, dtype=torch.float64), reduction="sum")
+            total = float(summed[0]) / self.world
+        if total <= 0:  # nothing to learn from in any micro-batch: plain mean (the losses are zero anyway)
+            return [1.0 / len(batches)] * len(batches)
+        return [count / total for count in counts]
 
     def _log(self, window: _Window, grad_norm: float | None) -> float:
         """Write the log line of the steps in ``window`` and empty it; returns their mean loss."""

@@ -35,6 +35,10 @@ JOB_OPTIONAL: dict[str, OptionalAttr] = {
     "generate": OptionalAttr(None, "`generate(model, items, streamer=None) -> list[str]`: answers for prompts; "
                              "`tunekit generate`, `tunekit chat` and held-out scoring need it (causal-lm has it); "
                              "absent means those commands refuse the run", callable=True),
+    "loss_weight": OptionalAttr(None, "`loss_weight(batch) -> int`: how many items `loss(model, batch)` averages "
+                                "over (causal-lm: the learned tokens); gradient accumulation weights each "
+                                "micro-batch's loss by it. Absent means the batch's number of examples",
+                                callable=True),
     "needs_context": OptionalAttr(False, "True when `predict` inputs are (text, context) pairs, as in question "
                                   "answering: `tunekit predict` then refuses texts given without `--context`"),
 }
