@@ -9,7 +9,6 @@ all), and always learns the end marker so the tuned model stops. Metrics: ``eval
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from dataclasses import dataclass
@@ -17,10 +16,10 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from tunekit.builtins.tasks.causal_lm import records, templates
+from tunekit.builtins.tasks.causal_lm import packing, records, templates
+from tunekit.builtins.tasks.causal_lm.loss import learned_count, token_losses
 from tunekit.errors import DataError, UsageError
 from tunekit.hookspecs import hookimpl
 from tunekit.models import ResolvedModel
@@ -43,6 +42,8 @@ class CausalLMOptions:
     top_p: float = option(1.0, "Nucleus sampling threshold when temperature > 0.")
     repetition_penalty: float = option(1.0, "Penalty above 1 discourages repeating tokens in generation.")
     predict_batch_size: int = option(32, "Prompts generated together in `predict` (one batched decode, left-padded).")
+    packing: bool = option(False, "Pack several training examples into each row of up to max_length tokens (each "
+                                  "attends only to itself); evaluation stays unpacked.")
 
     def validate(self) -> None:
         check(self.max_length > 1, f"task.max_length must be above 1, not {self.max_length}.")
@@ -124,6 +125,8 @@ class CausalLMJob:
 
     def collate(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         pad = self.tokenizer.pad_token_id
+        if features and "position_ids" in features[0]:
+            return packing.collate_packed(features, pad)
         batch = {
             "input_ids": pieces.pad_stack([f["input_ids"] for f in features], pad),
             "attention_mask": pieces.pad_stack([[1] * len(f["input_ids"]) for f in features], 0),
@@ -151,24 +154,14 @@ class CausalLMJob:
     def _token_losses(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed cross-entropy over learned tokens, and how many there were (next-token shift applied).
 
-        Vocabulary logits dominate memory (batch x length x vocab floats), so only the positions from
-        the first learned token on are projected (``logits_to_keep``) when the model supports it, and
-        the labels are shifted instead of the logits (no copy of the logits).
+        Logits are computed only at learned positions and a chunk at a time (see the ``loss`` module), never for the
+        whole batch at once.
         """
-        input_ids, labels = batch["input_ids"], batch["labels"]
-        length = input_ids.shape[1]
-        target = torch.full_like(labels, -100)
-        target[:, :-1] = labels[:, 1:]
-        learned = (target != -100).any(0).nonzero()
-        first = int(learned[0]) if len(learned) else length - 1
-        kwargs: dict[str, Any] = {}
-        if first > 0 and _accepts(model, "logits_to_keep"):
-            kwargs["logits_to_keep"] = length - first
-        logits = model(input_ids=input_ids, attention_mask=batch["attention_mask"], **kwargs).logits
-        target = target[:, length - logits.shape[1]:]
-        total = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1),
-                                ignore_index=-100, reduction="sum")
-        return total, (target != -100).sum()
+        return token_losses(model, batch)
+
+    def loss_weight(self, batch: dict[str, torch.Tensor]) -> int:
+        """The number of tokens ``loss(model, batch)`` averages over (learned targets after the shift)."""
+        return learned_count(batch["labels"])
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         total, count = self._token_losses(model, batch)
@@ -257,13 +250,6 @@ class CausalLMJob:
         })
 
 
-def _accepts(model: nn.Module, name: str) -> bool:
-    try:
-        return name in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def _until_last_user(conv: list[dict[str, str]]) -> list[dict[str, str]]:
     last = max((i for i, m in enumerate(conv) if m["role"] == "user"), default=-1)
     if last < 0:
@@ -290,6 +276,10 @@ class CausalLM:
         records.detect_shape(rows.columns(ctx.train), job.prompt_column, job.response_column)  # fail fast
         train, validation = rows.train_and_validation(ctx)
         job.train_dataset = job.encode(train)
+        if ctx.options.packing:
+            job.train_dataset = packing.pack(job.train_dataset, ctx.options.max_length)
+            log.info("causal-lm: packed into %d rows of up to %d tokens", len(job.train_dataset),
+                     ctx.options.max_length)
         job.eval_dataset = job.encode(validation)
         return job
 
