@@ -23,6 +23,7 @@ from tunekit.config import TrainingConfig
 from tunekit.engine import checkpoint as ckpt
 from tunekit.engine.batching import BatchPlan, lengths_of
 from tunekit.engine.frozen_cache import build_frozen_cache
+from tunekit.engine.memory import setup_checkpointing
 from tunekit.engine.optim import build_optimizer, build_scheduler, plan_parameters
 from tunekit.engine.seeding import seed_everything
 from tunekit.errors import ConfigError, DataError, UsageError
@@ -47,15 +48,13 @@ def make_accelerator() -> Accelerator:
 
 def resume_folder(acc: Accelerator, out: Path, cfg: TrainingConfig, overwrite: bool) -> Path | None:
     """The checkpoint to resume from, or None; refuses (or with ``overwrite`` clears) a folder holding old ones."""
-    last = ckpt.find_last_checkpoint(out)
+    start = ckpt.checkpoint_to_resume(out, cfg.resume, overwrite)  # raises CheckpointError with the fix
     if cfg.resume:
-        if last is None:
+        if start is None:
             log.info("no checkpoint in %s: starting from the beginning", out)
-        return last
-    if last is not None and not overwrite:
-        ckpt.check_output_dir(out, resume=False)  # raises CheckpointError with the fix
+        return start
     if overwrite and acc.is_main_process:
-        ckpt.check_output_dir(out, resume=False, overwrite=True)
+        ckpt.clear_training_files(out)
     acc.wait_for_everyone()
     return None
 
@@ -120,7 +119,8 @@ def _optimisation(model: nn.Module, job: Any, cfg: TrainingConfig, applied: Any,
 
 def build(model: nn.Module, job: Any, cfg: TrainingConfig, applied: Any, acc: Accelerator,
           autocast: Callable[[], contextlib.AbstractContextManager]) -> Setup:
-    """Seed, plan the batches, build the optimiser and schedule, move and wrap the model, cache the frozen part."""
+    """Seed, plan the batches, build the optimiser and schedule, turn gradient checkpointing on or off, move and
+    wrap the model, cache the frozen part."""
     if cfg.lr is None:
         raise ConfigError("training.lr is not set; give a learning rate (tunekit.run fills in the method's suggested one).")
     seed_everything(cfg.seed)
@@ -130,6 +130,7 @@ def build(model: nn.Module, job: Any, cfg: TrainingConfig, applied: Any, acc: Ac
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     optimizer, scheduler = _optimisation(model, job, cfg, applied, total_steps)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    setup_checkpointing(model, cfg, data)
 
     model.to(acc.device)
     wrapped = acc.prepare_model(model)
