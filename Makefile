@@ -12,7 +12,7 @@ TORCH  := torch==2.13.0
 LATEST := .venv-latest
 LPY    := $(LATEST)/bin/python
 
-.PHONY: setup run test test-fast test-slow test-latest lock lint bench clean
+.PHONY: setup run test test-fast test-slow test-latest lock lint bench clean gpu-check
 
 setup: $(STAMP)
 
@@ -70,6 +70,11 @@ lint: setup
 
 bench: setup
 	$(PY) benchmarks/run_all.py
+
+# On a CUDA machine, with its own python3 (no venv, no network): LoRA SFT on random Llama shapes, tokens/s and
+# peak CUDA memory per setup; prints "skipped: no CUDA device" elsewhere. See benchmarks/README.md.
+gpu-check:
+	$(PYTHON) scripts/gpu_check.py
 
 clean:
 	rm -rf $(VENV) $(LATEST) .pytest_cache .ruff_cache
