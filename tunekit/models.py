@@ -40,6 +40,8 @@ QUANTIZER_OPTIONAL: dict[str, OptionalAttr] = {
     "options_class": OptionalAttr(None, "a dataclass of the quantizer's options, set with `model.quantize_options`; "
                                   "the runner then calls `load_kwargs(skip_modules, options)`; absent means the "
                                   "quantizer takes no options and gets `load_kwargs(skip_modules)`"),
+    "after_load": OptionalAttr(None, "`after_load(model)`: adjust the model just loaded with these keyword arguments "
+                               "(e.g. switch off a kernel that cannot train)", callable=True),
 }
 """Optional attributes of a ``Quantizer``: name -> default and meaning (the one declaration of them)."""
 

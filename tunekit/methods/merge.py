@@ -25,7 +25,11 @@ def dequantized_weight(module: nn.Module) -> torch.Tensor:
 
     weight = module.weight
     if type(module).__name__ == "Linear4bit":
-        return bnbf.dequantize_4bit(weight.data, weight.quant_state).float()
+        data, state = weight.data, weight.quant_state
+        if getattr(state, "packing_format_for_cpu", False):
+            # bitsandbytes repacked it for its CPU inference kernel; it has no public way back, so its own inverse
+            data, state = bnbf._convert_weight_packed_for_cpu_inverse(data, state)
+        return bnbf.dequantize_4bit(data, state).float()
     scales = getattr(weight, "SCB", None)
     if scales is None:
         scales = getattr(getattr(module, "state", None), "SCB", None)

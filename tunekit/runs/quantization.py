@@ -1,8 +1,8 @@
 """Quantized loading for a run: pick the quantizer, parse its options, and keep the trained modules float.
 
 The runner asks :func:`check_quantize` before any data or weights are read (a method that trains the base
-weights, an unknown quantizer or quantizer option fail at once), then :func:`quantized_load_kwargs` for the
-``from_pretrained`` keyword arguments. The modules a run trains stay in float: the task's ``head_modules``
+weights, an unknown quantizer or quantizer option fail at once), then :func:`build_model` to load the model
+with the quantizer's ``from_pretrained`` keyword arguments. The modules a run trains stay in float: the task's ``head_modules``
 and the method's ``float_modules``. Names no built-in quantizer.
 """
 
@@ -74,14 +74,18 @@ def float_modules(cfg: RunConfig, method: Any, method_options: Any, source: Reso
     return method_float_modules(method, arch_info(config), method_options)
 
 
-def quantized_load_kwargs(cfg: RunConfig, job: Any, method: Any, method_options: Any,
-                          source: ResolvedModel) -> dict[str, Any]:
-    """``from_pretrained`` keyword arguments that load the base quantized ({} without --quantize).
+def build_model(cfg: RunConfig, job: Any, method: Any, method_options: Any, source: ResolvedModel) -> Any:
+    """The task's model (``job.build_model``), loaded quantized when the run asks for it.
 
-    The task's head and the modules the method trains are passed to the quantizer to stay in float.
+    The task's head and the modules the method trains are passed to the quantizer to stay in float; the
+    quantizer's ``after_load(model)``, if it has one, then adjusts the loaded model.
     """
     quantization = check_quantize(cfg, method)
     if quantization is None:
-        return {}
+        return job.build_model(source, dict(source.load_kwargs))
     skip = [*job.head_modules, *float_modules(cfg, method, method_options, source)]
-    return quantization.load_kwargs(skip)
+    model = job.build_model(source, {**source.load_kwargs, **quantization.load_kwargs(skip)})
+    after_load = optional(quantization.quantizer, "after_load", QUANTIZER_OPTIONAL)
+    if callable(after_load):
+        after_load(model)
+    return model

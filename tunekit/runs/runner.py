@@ -39,7 +39,8 @@ from tunekit.protocols import optional
 from tunekit.runs import locking, provenance
 from tunekit.runs.heldout import HELDOUT_FILE, answers, heldout_rows, score_heldout
 from tunekit.runs.output_folder import check_output_dir
-from tunekit.runs.quantization import check_quantize, quantized_load_kwargs
+from tunekit.runs.quantization import build_model as quantized_build
+from tunekit.runs.quantization import check_quantize
 from tunekit.tasks.protocol import TaskContext
 
 log = logging.getLogger("tunekit.run")
@@ -177,8 +178,7 @@ def _load_tokenizer(source: ResolvedModel, cfg: RunConfig) -> Any:
 def _build_model(cfg: RunConfig, job: Any, method: Any, method_options: Any, source: ResolvedModel) -> Any:
     """The pretrained model with the task's head, quantized when asked (head and trained modules kept float)."""
     with _model_files(cfg, "weights"):
-        load_kwargs = {**source.load_kwargs, **quantized_load_kwargs(cfg, job, method, method_options, source)}
-        return job.build_model(source, load_kwargs)
+        return quantized_build(cfg, job, method, method_options, source)
 
 
 def _source(cfg: RunConfig) -> ResolvedModel:
