@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import accelerate
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import DistributedType
 from torch import nn
 
 from tunekit.config import TrainingConfig
@@ -37,13 +39,31 @@ def _has_gpu() -> bool:
 
 
 def make_accelerator() -> Accelerator:
-    return Accelerator(
+    acc = Accelerator(
         # Without a GPU, accelerate only sets up multi-process CPU training (gloo) when told cpu=True.
         cpu=not _has_gpu(),
         mixed_precision="no",  # bf16 is applied with torch.autocast in the loop, from training.precision
         kwargs_handlers=[DistributedDataParallelKwargs(
             find_unused_parameters=os.environ.get("TUNEKIT_DDP_FIND_UNUSED", "") not in ("", "0"))],
     )
+    check_fsdp(acc)
+    return acc
+
+
+def check_fsdp(acc: Accelerator) -> None:
+    """Refuse an FSDP launch (``accelerate launch --use_fsdp``) that would not shard: accelerate sets FSDP up for
+    GPU processes only and falls back to DDP without a word on CPU; and its FSDP2 wants the optimiser prepared
+    together with the model, while tunekit builds the optimiser first (docs/distributed.md)."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() not in ("1", "true") or acc.num_processes < 2:
+        return
+    if acc.distributed_type != DistributedType.FSDP:
+        raise UsageError(
+            f"FSDP was asked for, but accelerate {accelerate.__version__} sets it up only on GPUs and these "
+            f"{acc.num_processes} processes run on {acc.device.type}; launch without --use_fsdp to train "
+            "data-parallel (DDP) on CPU.")
+    if getattr(acc.state.fsdp_plugin, "fsdp_version", 1) != 1:
+        raise UsageError("tunekit trains under FSDP version 1 only (accelerate's FSDP2 needs the optimiser "
+                         "prepared with the model); set fsdp_version: 1 and use_orig_params: true.")
 
 
 def resume_folder(acc: Accelerator, out: Path, cfg: TrainingConfig, overwrite: bool) -> Path | None:
