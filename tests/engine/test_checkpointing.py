@@ -201,3 +201,15 @@ def test_a_model_trained_with_checkpointing_can_train_again_without(tmp_path):
     assert is_checkpointing(model)
     train(model, CausalJob(), cfg(max_steps=1, gradient_checkpointing=False), tmp_path / "off", applied=applied)
     assert not is_checkpointing(model) and not model._forward_pre_hooks
+
+
+@pytest.mark.parametrize(("args", "expected"), [([], None), (["--gradient-checkpointing"], True),
+                                                (["--no-gradient-checkpointing"], False)])
+def test_the_run_flag_is_three_way(args, expected):
+    """``bool | None`` gets ``--flag/--no-flag``: unset leaves auto, and an explicit false reaches the config."""
+    from tunekit.cli.run import overrides_from_flags, run
+
+    values = run.make_context("run", list(args)).params
+    tree = overrides_from_flags(values)
+    assert tree.get("training", {}).get("gradient_checkpointing") == expected
+    assert "resume" not in tree.get("training", {})  # a plain on/off flag left off still sets nothing

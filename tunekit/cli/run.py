@@ -35,12 +35,20 @@ FLAG_KEYS = {
     "save_steps": "training.save_steps",
     "eval_steps": "training.eval_steps",
     "report_to": "training.report_to",
+    "gradient_checkpointing": "training.gradient_checkpointing",
 }
 SHORT_FLAGS = {"method": "-m", "task": "-t", "output": "-o"}
 
 
+def _optional_bool(tp: Any) -> bool:
+    """``bool | None``: a three-way setting (unset, ``--flag``, ``--no-flag``)."""
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and set(typing.get_args(tp)) == {bool, type(None)}
+
+
 def _click_kind(tp: Any) -> dict[str, Any]:
     """click.option keyword arguments for a config field annotated ``tp`` (``X | None`` counts as ``X``)."""
+    if _optional_bool(tp):
+        return {"is_flag": True, "default": None}
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
         tp = args[0]
@@ -57,7 +65,9 @@ def config_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add one option per ``FLAG_KEYS`` entry to ``command``, its help and type taken from the config field."""
     for flag, key in reversed(FLAG_KEYS.items()):
         tp, help_text = config_mod.key_field(key)
-        names = [f"--{flag.replace('_', '-')}", *([SHORT_FLAGS[flag]] if flag in SHORT_FLAGS else [])]
+        name = flag.replace("_", "-")
+        names = [f"--{name}/--no-{name}" if _optional_bool(tp) else f"--{name}",
+                 *([SHORT_FLAGS[flag]] if flag in SHORT_FLAGS else [])]
         command = click.option(*names, help=f"{help_text} [{key}]", **_click_kind(tp))(command)
     return command
 
@@ -75,11 +85,13 @@ def _config_reference() -> str:
 
 
 def overrides_from_flags(values: dict[str, Any]) -> dict[str, Any]:
-    """The config tree the given flags set; an unset flag (None, False, or no values) sets nothing."""
+    """The config tree the given flags set; an unset flag (None, no values, or False for an on/off flag without
+    a ``--no-`` form) sets nothing."""
     tree: dict[str, Any] = {}
     for flag, key in FLAG_KEYS.items():
         value = values.get(flag)
-        if value is not None and value is not False and value != ():
+        unset_false = value is False and not _optional_bool(config_mod.key_field(key)[0])
+        if value is not None and not unset_false and value != ():
             config_mod.set_path(tree, key, list(value) if isinstance(value, tuple) else value)
     return tree
 
