@@ -30,10 +30,12 @@ from tunekit.methods.architecture import CACHE_ARGUMENTS
 
 log = logging.getLogger("tunekit.tasks.causal_lm")
 
-CHUNK_TOKENS = 1024
-"""Learned tokens projected per chunk. A constant rather than an option: 1024 tokens x a 49k-152k vocabulary is
-200-600 MB of float32 logits at a time, small next to the model, while still a large enough matrix product that
-chunking costs no measurable speed; no user needs to tune it."""
+CHUNK_TOKENS = 256
+"""Learned tokens projected per chunk. A constant rather than an option: 256 tokens x a 49k-152k vocabulary is
+50-155 MB of float32 logits (held about three times: logits, log-softmax, gradient), small next to the
+activations, while [256, hidden] x [hidden, vocab] is still a large matrix product, so chunking costs no
+measurable speed; measured on SmolLM2 LoRA (batch 4 x 256, 1020 learned tokens) the step's peak RSS fell from
+2911 to 2444 MB. No user needs to tune it."""
 
 SOFTCAPS = ("final_logit_softcapping", "logit_softcapping")
 SCALES = ("logit_scale", "logits_scaling", "output_multiplier_scale")
