@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "tunekit.cli.export",
     "tunekit.cli.new_plugin",
     "tunekit.cli.inference",
+    "tunekit.cli.estimate",
 ]
 
 # Tables stay readable when the output is a pipe or a file (rich would otherwise assume 80 columns).
