@@ -11,7 +11,7 @@ import math
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 from tunekit.errors import ConfigError
 
@@ -52,78 +52,95 @@ def _type_name(tp: Any) -> str:
 def coerce(value: Any, tp: Any, where: str) -> Any:
     """Convert ``value`` (from YAML or a ``--set`` string) to the annotated type ``tp`` or raise ConfigError."""
     origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        if isinstance(value, str) and value.lower() in ("none", "null", "~") and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return coerce(value, arg, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where} has an invalid value {value!r}.")
+        return _coerce_union(value, typing.get_args(tp), where)
     if origin is typing.Literal:
-        if value in args:
+        if value in typing.get_args(tp):
             return value
-        raise ConfigError(f"{where} must be one of {', '.join(map(repr, args))}, not {value!r}.")
+        raise ConfigError(f"{where} must be one of {', '.join(map(repr, typing.get_args(tp)))}, not {value!r}.")
     if origin in (list, tuple):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, not {value!r}.")
-        item = args[0] if args else Any
-        return [coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return _coerce_list(value, typing.get_args(tp), where)
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where} must be a mapping, not {value!r}.")
         return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-            return value.lower() in ("true", "yes", "1", "on")
-        raise ConfigError(f"{where} must be true or false, not {value!r}.")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where} must be a whole number, not {value!r}.")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.replace("_", ""))
-            except ValueError:
-                pass
-        raise ConfigError(f"{where} must be a whole number, not {value!r}.")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where} must be a number, not {value!r}.")
-        number = None
-        if isinstance(value, (int, float, str)):
-            try:
-                number = float(value)
-            except (ValueError, OverflowError):  # OverflowError: an int too large for a float
-                pass
-        if number is not None and math.isfinite(number):
-            return number
-        if number is not None:  # inf / nan would only fail later, deep inside training
-            raise ConfigError(f"{where} must be a finite number, not {value!r}.")
-        raise ConfigError(f"{where} must be a number, not {value!r}.")
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{where} must be a string, not {value!r}.")
+    if tp in _SCALARS:
+        return _SCALARS[tp](value, where)
     if dataclasses.is_dataclass(tp):
         return build(tp, value, where)
     return value
+
+
+def _coerce_union(value: Any, args: tuple[Any, ...], where: str) -> Any:
+    """The first member type of an ``X | Y | None`` union that accepts ``value`` (null spellings give None)."""
+    if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in ("none", "null", "~"))):
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return coerce(value, arg, where)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    raise ConfigError(errors[0] if len(errors) == 1 else f"{where} has an invalid value {value!r}.")
+
+
+def _coerce_list(value: Any, args: tuple[Any, ...], where: str) -> list[Any]:
+    if isinstance(value, str):  # --set key=a,b,c
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where} must be a list, not {value!r}.")
+    item = args[0] if args else Any
+    return [coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+
+
+def _coerce_bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+        return value.lower() in ("true", "yes", "1", "on")
+    raise ConfigError(f"{where} must be true or false, not {value!r}.")
+
+
+def _coerce_int(value: Any, where: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.replace("_", ""))
+        except ValueError:
+            pass
+    raise ConfigError(f"{where} must be a whole number, not {value!r}.")
+
+
+def _coerce_float(value: Any, where: str) -> float:
+    number = None
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except (ValueError, OverflowError):  # OverflowError: an int too large for a float
+            pass
+    if number is not None and math.isfinite(number):
+        return number
+    if number is not None:  # inf / nan would only fail later, deep inside training
+        raise ConfigError(f"{where} must be a finite number, not {value!r}.")
+    raise ConfigError(f"{where} must be a number, not {value!r}.")
+
+
+def _coerce_str(value: Any, where: str) -> str:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ConfigError(f"{where} must be a string, not {value!r}.")
+
+
+_SCALARS: dict[Any, Callable[[Any, str], Any]] = {
+    bool: _coerce_bool, int: _coerce_int, float: _coerce_float, str: _coerce_str,
+}
 
 
 def build(cls: type[T], values: Mapping[str, Any] | None, where: str = "") -> T:
