@@ -198,6 +198,13 @@ CASES: list[Case] = [
     Case("int8-full", OPTIONS, "8-bit quantization with full fine-tuning",
          seqcls(*TRAIN, "--method", "full", "--quantize", "int8"), 2, "cannot be trained in int8",
          "Drop `--quantize`, or use a method that freezes the base (lora, houlsby, ...).", UsageError),
+    Case("nf4-full", OPTIONS, "4-bit quantization with full fine-tuning",
+         seqcls(*TRAIN, "--method", "full", "--quantize", "nf4"), 2, "cannot be trained in nf4",
+         "Drop `--quantize`, or use a method that freezes the base (lora, houlsby, ...).", UsageError),
+    Case("quantize-option-unknown", OPTIONS, "A quantizer option that does not exist",
+         seqcls(*TRAIN, "--quantize", "nf4", "--set", "model.quantize_options.dtype=bfloat16"), 2,
+         "unknown option model.quantize_options.dtype", "Use `compute_dtype` or `double_quant` (see "
+         "docs/training.md); `int8` takes no options.", ConfigError),
     # ---- output, resume, checkpoints
     Case("output-is-file", OUTPUT, "`--output` is an existing file", seqcls(*TRAIN, "--output", "{data}/train.csv"), 2,
          "is a file", "Choose a folder with `--output`.", UsageError),

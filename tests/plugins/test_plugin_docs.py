@@ -68,10 +68,10 @@ def _shown_default(attr: OptionalAttr) -> str:
 
 
 @pytest.mark.parametrize("table", ["method.METHOD_OPTIONAL", "method.APPLIED_OPTIONAL", "task.JOB_OPTIONAL",
-                                   "data.FORMAT_OPTIONAL"])
+                                   "data.FORMAT_OPTIONAL", "models.QUANTIZER_OPTIONAL"])
 def test_every_optional_attribute_is_documented_with_its_default(table: str) -> None:
     module, name = table.split(".")
-    rows = getattr({"method": method, "task": task, "data": data}[module], name)
+    rows = getattr({"method": method, "task": task, "data": data, "models": models}[module], name)
     assert f"`{name}`" in TEXT
     for attr, declared in rows.items():
         row = f"| `{attr}` | {_shown_default(declared)} | {declared.doc} |"
@@ -81,7 +81,8 @@ def test_every_optional_attribute_is_documented_with_its_default(table: str) -> 
 def test_optional_attributes_are_not_protocol_members() -> None:
     """An optional attribute must not be required by the protocol the loader checks."""
     for protocol, table in ((method.Method, method.METHOD_OPTIONAL), (method.Applied, method.APPLIED_OPTIONAL),
-                            (task.TaskJob, task.JOB_OPTIONAL), (data.DatasetFormat, data.FORMAT_OPTIONAL)):
+                            (task.TaskJob, task.JOB_OPTIONAL), (data.DatasetFormat, data.FORMAT_OPTIONAL),
+                            (models.Quantizer, models.QUANTIZER_OPTIONAL)):
         assert not set(protocol_members(protocol)) & set(table), protocol
 
 

@@ -18,7 +18,7 @@ from tunekit.errors import MethodError, UsageError
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="Run folder to export.")
 @click.option("--output", "-o", required=True, type=click.Path(), help="Folder to write the merged model into.")
 @click.option("--dequantize", is_flag=True,
-              help="For a run trained on an int8 base: dequantize the base, add the adapter, save a float model.")
+              help="For a run trained on a quantized base (int8, nf4, fp4): dequantize it, add the adapter, save a float model.")
 def export(run_dir: str, output: str, dequantize: bool) -> None:
     """Save a run as a plain model folder (adapter merged in, or the model as trained); loads without tunekit."""
     from tunekit.methods.merge import dequantize_model, merged_float_model
