@@ -135,7 +135,7 @@ def run_setup(script: str | Path, setup: str, params: dict[str, Any] | None = No
 
 
 SHOWN_KEYS = ("train_seconds", "run_seconds", "eval_loss", "accuracy", "peak_rss_mb", "forward_seconds",
-              "memory_footprint_mb", "tokens_per_second")
+              "memory_footprint_mb", "tokens_per_second", "train_peak_rss_mb")
 
 
 def log(message: str) -> None:
@@ -242,7 +242,8 @@ def markdown(reports: Sequence[Report], columns: Sequence[str]) -> str:
 
 
 COLUMNS = ("run_seconds", "train_seconds", "eval_seconds", "tokens_per_second", "eval_loss", "accuracy",
-           "forward_seconds", "memory_footprint_mb", "peak_rss_mb", "trainable_params", "max_abs_diff")
+           "forward_seconds", "memory_footprint_mb", "train_peak_rss_mb", "predicted_mb", "peak_rss_mb", "trainable_params",
+           "max_abs_diff")
 
 
 def write_reports(name: str, reports: Sequence[Report]) -> tuple[Path, Path]:

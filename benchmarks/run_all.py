@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_frozen  # noqa: E402
 import bench_inference  # noqa: E402
 import bench_int8  # noqa: E402
+import bench_memory  # noqa: E402
 import bench_sft  # noqa: E402
 import bench_sst2  # noqa: E402
 from harness import log, write_reports  # noqa: E402
@@ -31,6 +32,7 @@ BENCHMARKS = {
     "sft": lambda quick, scale: bench_sft.run(quick, scale=scale),
     "inference": lambda quick, scale: bench_inference.run(quick),
     "int8": lambda quick, scale: bench_int8.run(quick),
+    "memory": lambda quick, scale: bench_memory.run(quick),
 }
 
 

@@ -87,3 +87,69 @@ def test_reports_are_written_as_json_and_markdown(tmp_path, monkeypatch, capsys)
     assert "| demo | speed | 1 | 2 | 0.5 | <= 0.7 | **PASS** |" in md
     assert "| s | 1.5 |" in md
     assert "**PASS**" in capsys.readouterr().out
+
+
+# --- bench_memory: the safety gate and the verdicts ---------------------------------------------------------
+
+import bench_int8  # noqa: E402
+import bench_memory  # noqa: E402
+
+
+def test_small_setups_start_without_looking_at_free_memory(monkeypatch):
+    monkeypatch.setattr(bench_memory, "available_mb", lambda: pytest.fail("read /proc/meminfo for a small setup"))
+    assert bench_memory.room_for(bench_memory.BIG_MB) is None
+
+
+def test_big_setup_starts_only_with_one_and_a_half_times_its_peak_plus_2_gb(monkeypatch):
+    monkeypatch.setattr(bench_memory, "available_mb", lambda: 1.5 * 10_000 + 2048)
+    assert bench_memory.room_for(10_000, wait=0) is None
+    monkeypatch.setattr(bench_memory, "available_mb", lambda: 1.5 * 10_000 + 2047)
+    reason = bench_memory.room_for(10_000, wait=0)
+    assert reason.startswith("skipped: predicted peak 10,000 MiB needs 17,048 MiB available, only 17,047")
+
+
+def test_big_setup_waits_for_memory_to_free_up(monkeypatch):
+    readings = iter([1000.0, 1000.0, 30_000.0])
+    monkeypatch.setattr(bench_memory, "available_mb", lambda: next(readings))
+    assert bench_memory.room_for(10_000, wait=60, poll=0) is None
+
+
+def test_peer_guard_is_never_below_the_issue_measurement(monkeypatch):
+    monkeypatch.setattr(bench_memory, "predicted_mb", lambda side, length: 500.0)
+    assert bench_memory.guard_mb("tunekit", 1024) == 500.0
+    assert bench_memory.guard_mb("peft", 1024) == 1024 + bench_memory.PEER_MB_PER_1024
+
+
+@pytest.mark.parametrize(
+    ("length", "tk", "peer", "status"),
+    [
+        (1024, {"train_peak_rss_mb": 3000, "eval_loss": 2.00}, {"train_peak_rss_mb": 10000, "eval_loss": 2.04}, "PASS"),
+        (1024, {"train_peak_rss_mb": 4000, "eval_loss": 2.00}, {"train_peak_rss_mb": 10000, "eval_loss": 2.00}, "MISS"),
+        (1024, {"train_peak_rss_mb": 3000, "eval_loss": 2.10}, {"train_peak_rss_mb": 10000, "eval_loss": 2.00}, "MISS"),
+        (1024, {"error": "boom"}, {"train_peak_rss_mb": 10000, "eval_loss": 2.00}, "N/A"),
+        (256, {"train_peak_rss_mb": 3000, "eval_loss": 2.0}, {"train_peak_rss_mb": 3000, "eval_loss": 2.0}, "INFO"),
+    ],
+)
+def test_memory_verdict_needs_the_ratio_and_equal_loss_at_the_target_length(length, tk, peer, status):
+    check = bench_memory.loss_check(length, tk, peer)
+    assert check.status == status
+
+
+def test_growth_table_has_a_row_per_length_and_marks_a_peer_not_run(monkeypatch):
+    monkeypatch.setattr(bench_memory, "auto_checkpointing", lambda length: length >= 1024)
+    rows = [(512, {"train_peak_rss_mb": 2000.0, "eval_loss": 2.0}, {"train_peak_rss_mb": 4000.0, "eval_loss": 2.0}),
+            (2048, {"train_peak_rss_mb": 2500.0, "eval_loss": 2.0}, None)]
+    table = bench_memory.growth_table(rows)
+    assert table[2] == "| 512 | 2000.0 | off | 4000.0 | 0.500 | 2.0 / 2.0 |"
+    assert table[3] == "| 2048 | 2500.0 | on | not run | — | 2.0 / not run |"
+
+
+def test_nf4_footprint_is_judged_and_the_rest_reported():
+    fp32 = {"memory_footprint_mb": 500.0, "forward_seconds": 1.0, "peak_rss_mb": 900.0}
+    nf4 = {"memory_footprint_mb": 150.0, "forward_seconds": 2.0, "peak_rss_mb": 700.0}
+    checks = {c.name: c for c in bench_int8.compare("nf4", nf4, fp32)}
+    assert checks["nf4 / fp32 memory footprint"].status == "PASS"
+    assert checks["nf4 / fp32 forward time"].status == "INFO"
+    big = bench_int8.compare("nf4", {**nf4, "memory_footprint_mb": 200.0}, fp32)
+    assert big[0].status == "MISS"
+    assert all(c.status == "INFO" for c in bench_int8.compare("int8", nf4, fp32))
