@@ -229,11 +229,12 @@ def block_elements(arch: Any, config: Any, length: int) -> int:
     (q + 2 kv), and the MLP's gate output, its SiLU and the up output (3 i). BERT/GPT-2: the two LayerNorm
     inputs with mean and inverse deviation (2h + 4), queries, keys and values (3 q), the GELU input (i), and
     two dropout masks (2h) when hidden dropout is on. Attention: the fused kernel keeps its output and a
-    log-sum-exp per head (q + heads); the unfused one (attention dropout) keeps three probability maps
-    (3 heads x length).
+    log-sum-exp per head (q + heads); the unfused one (attention dropout) keeps three probability maps and
+    holds about two more (scores, gradients) at the peak of backward: 5 heads x length (the 3 are counted
+    with saved-tensor hooks on MiniLM; the 2 are fitted to the MiniLM runs of benchmarks/bench_estimate.py).
     """
     h, q, kv, i, heads = arch.hidden, arch.heads * arch.head_dim, arch.kv_dim, arch.intermediate, arch.heads
-    attention = 3 * heads * length if _unfused_attention(config) else q + heads
+    attention = 5 * heads * length if _unfused_attention(config) else q + heads
     if arch.family == "llama":
         return 2 * h + 2 + q + 2 * kv + 3 * i + attention
     return 2 * h + 4 + 3 * q + i + attention + (2 * h if _hidden_dropout(config) else 0)
