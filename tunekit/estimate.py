@@ -46,7 +46,7 @@ tunekit imported (``python -c "import tunekit.runs.runner, tunekit.engine"`` pea
 reference machine: Linux, torch 2.13 CPU) plus the tokenizer, the encoded data and allocator slack of a short
 run (about 150 MiB more, fitted on the ``benchmarks/bench_estimate.py`` runs)."""
 
-LOSS_CHUNK_TOKENS = 1024
+LOSS_CHUNK_TOKENS = 256
 """Learned positions the causal-LM task projects to the vocabulary at a time (its lean loss checkpoints each
 chunk); mirrors ``CHUNK_TOKENS`` of the built-in causal-lm task's loss module (a test keeps them equal)."""
 
