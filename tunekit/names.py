@@ -6,6 +6,7 @@ The one place every part of tunekit (and a plugin) asks "does this name mean tha
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 
 
 def ends_with(name: str, suffix: str) -> bool:
@@ -26,3 +27,17 @@ def matches(name: str, pattern: str) -> bool:
         return re.fullmatch(pattern, name) is not None
     except re.error:
         return False
+
+
+def each_suffix(candidates: Sequence[str], wanted: Sequence[str], on_miss: Callable[[str], Exception]) -> list[str]:
+    """The ``candidates`` that end (see :func:`ends_with`) with some entry of ``wanted``, in first-hit order.
+
+    An entry that matches no candidate raises ``on_miss(entry)``: each caller words its own error.
+    """
+    found: list[str] = []
+    for suffix in wanted:
+        hits = [n for n in candidates if ends_with(n, suffix)]
+        if not hits:
+            raise on_miss(suffix)
+        found.extend(h for h in hits if h not in found)
+    return found

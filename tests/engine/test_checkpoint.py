@@ -39,14 +39,17 @@ def test_incomplete_folders_are_ignored_and_the_newest_complete_wins(tmp_path):
 
 
 def test_output_dir_rules(tmp_path):
-    assert ckpt.check_output_dir(tmp_path, resume=False) is None
+    assert ckpt.checkpoint_to_resume(tmp_path, resume=False) is None
     with ckpt.atomic_folder(ckpt.step_dir(tmp_path, 3)):
         pass
+    (tmp_path / ckpt.BEST).mkdir()
     with pytest.raises(CheckpointError, match="--resume"):
-        ckpt.check_output_dir(tmp_path, resume=False)
-    assert ckpt.check_output_dir(tmp_path, resume=True).name == "step-3"
-    assert ckpt.check_output_dir(tmp_path, resume=False, overwrite=True) is None
-    assert ckpt.find_last_checkpoint(tmp_path) is None
+        ckpt.checkpoint_to_resume(tmp_path, resume=False)
+    assert ckpt.checkpoint_to_resume(tmp_path, resume=True).name == "step-3"
+    assert ckpt.checkpoint_to_resume(tmp_path, resume=False, overwrite=True) is None
+    assert ckpt.find_last_checkpoint(tmp_path).name == "step-3"  # deciding deletes nothing
+    ckpt.clear_training_files(tmp_path)
+    assert ckpt.find_last_checkpoint(tmp_path) is None and not (tmp_path / ckpt.BEST).exists()
 
 
 def test_rng_states_round_trip_through_json():

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from tunekit.errors import CheckpointError
+from tunekit.methods.surgery import load_into
 
 CHECKPOINTS = "checkpoints"
 BEST = "best"
@@ -85,24 +86,31 @@ def find_last_checkpoint(out_dir: str | Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def check_output_dir(out_dir: str | Path, resume: bool, overwrite: bool = False) -> Path | None:
-    """Decide how a run may use ``out_dir``: the checkpoint to resume from, or None to start afresh.
+def checkpoint_to_resume(out_dir: str | Path, resume: bool, overwrite: bool = False) -> Path | None:
+    """The checkpoint a run in ``out_dir`` starts from, or None to start afresh; nothing is deleted here.
 
-    A folder holding checkpoints is only reused with ``resume`` (continue) or ``overwrite`` (the old
-    checkpoints are deleted); otherwise CheckpointError.
+    A folder holding checkpoints is only reused with ``resume`` (continue) or ``overwrite`` (the caller then
+    deletes them with :func:`clear_training_files`); otherwise CheckpointError.
     """
     last = find_last_checkpoint(out_dir)
     if resume:
         return last
-    if overwrite:
-        shutil.rmtree(checkpoints_dir(out_dir), ignore_errors=True)
-        return None
-    if last is not None:
+    if last is not None and not overwrite:
         raise CheckpointError(
             f"the output folder {str(out_dir)!r} already holds checkpoints of a run; pass --resume to continue it "
             "or --set output.overwrite=true to start over."
         )
     return None
+
+
+def clear_training_files(out_dir: str | Path) -> None:
+    """Delete what the engine wrote into ``out_dir`` (checkpoints, best weights, metrics) before a run starts over."""
+    from tunekit.engine.metrics_log import LOSS_PLOT, METRICS_FILE
+
+    for folder in (checkpoints_dir(out_dir), Path(out_dir) / BEST):
+        shutil.rmtree(folder, ignore_errors=True)
+    for name in (METRICS_FILE, LOSS_PLOT):
+        (Path(out_dir) / name).unlink(missing_ok=True)
 
 
 def step_dir(out_dir: str | Path, step: int) -> Path:
@@ -173,18 +181,10 @@ def load_weights(model: nn.Module, path: Path) -> None:
             f"checkpoint {str(path.parent)!r} has no readable {path.name} ({' '.join(str(exc).split())}); "
             "delete that folder to resume from an earlier one."
         ) from None
-    params = dict(model.named_parameters())
-    missing = [n for n, p in params.items() if p.requires_grad and n not in tensors]
-    unknown = [n for n in tensors if n not in params]
-    if missing or unknown:
-        what = f"lacks {missing[0]!r}" if missing else f"has {unknown[0]!r}, which the model does not"
-        raise CheckpointError(
-            f"checkpoint {str(path.parent)!r} {what}; it was written for a different model or method, "
-            "so start a new run folder or use the configuration it was made with."
-        )
-    with torch.no_grad():
-        for name, tensor in tensors.items():
-            params[name].copy_(tensor.to(device=params[name].device, dtype=params[name].dtype))
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    load_into(trainable, tensors, path.parent, file_name=path.name,
+              fix="it was written for a different model or method, so start a new run folder or use the "
+                  "configuration it was made with")
 
 
 def rng_state() -> dict[str, Any]:

@@ -16,7 +16,7 @@ from torch import nn
 from tunekit import options as opts
 from tunekit.errors import CheckpointError, ConfigError, MethodError
 from tunekit.methods import adapter_files
-from tunekit.names import ends_with
+from tunekit.names import each_suffix, ends_with
 
 # ---------------------------------------------------------------- module helpers
 
@@ -28,15 +28,9 @@ def resolve_modules(model: nn.Module, names: Sequence[str], what: str = "keep_tr
     match) are dropped, so each resolved module is the outermost one.
     """
     all_names = [n for n, _ in model.named_modules() if n]
-    found: list[str] = []
-    for wanted in names:
-        hits = [n for n in all_names if ends_with(n, wanted)]
-        if not hits:
-            raise MethodError(
-                f"{what} names module {wanted!r} but {type(model).__name__} has no module of that name; "
-                f"use one of its top-level modules ({', '.join(n for n in all_names if '.' not in n)})."
-            )
-        found.extend(h for h in hits if h not in found)
+    found = each_suffix(all_names, names, lambda wanted: MethodError(
+        f"{what} names module {wanted!r} but {type(model).__name__} has no module of that name; "
+        f"use one of its top-level modules ({', '.join(n for n in all_names if '.' not in n)})."))
     return [n for n in found if not any(n.startswith(other + ".") for other in found)]
 
 
@@ -164,26 +158,29 @@ class AppliedMethod:
         raise MethodError(f"method {self.method!r} has no weights to merge; save the adapter instead.")
 
 
-def load_into(params: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], folder: str | Path) -> None:
-    """Copy ``tensors`` into ``params`` (same keys, same shapes) or raise CheckpointError."""
-    where = str(Path(folder) / adapter_files.WEIGHTS_NAME)
+def load_into(params: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], folder: str | Path, *,
+              file_name: str = adapter_files.WEIGHTS_NAME,
+              fix: str = "load it into the base model and task it was trained with") -> None:
+    """Copy ``tensors`` into ``params`` (same keys, same shapes) or raise CheckpointError.
+
+    The one tensor loader of tunekit: adapters (``Applied.load_tensors``) and the engine's checkpoints use it.
+    ``folder``/``file_name`` name the file in the error, ``fix`` says what to do about a mismatch.
+    """
+    where = str(Path(folder) / file_name)
     missing = sorted(set(params) - set(tensors))
     extra = sorted(set(tensors) - set(params))
     if missing or extra:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
-        raise CheckpointError(
-            f"{where!r} does not match this model and method ({detail}); load it into the base model and "
-            "task it was trained with."
-        )
+        raise CheckpointError(f"{where!r} does not match this model and method ({detail}); {fix}.")
     with torch.no_grad():
         for key, param in params.items():
             value = tensors[key]
             if tuple(value.shape) != tuple(param.shape):
                 raise CheckpointError(
                     f"{where!r} holds {key} with shape {tuple(value.shape)} but the model expects "
-                    f"{tuple(param.shape)}; load it into the base model it was trained with."
+                    f"{tuple(param.shape)}; {fix}."
                 )
-            param.copy_(value.to(param.dtype))
+            param.copy_(value.to(device=param.device, dtype=param.dtype))
 
 
 def read_tunekit_config(folder: str | Path, method: str, options_class: type) -> tuple[Any, list[str]]:

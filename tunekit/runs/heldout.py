@@ -138,26 +138,43 @@ def answers(job: Any, model: Any, rows: Sequence[dict[str, Any]]) -> list[str]:
             for p in predictions]
 
 
-def score_heldout(job: Any, model: Any, rows: Sequence[dict[str, Any]], base: Sequence[str],
-                  out: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Answer the held-out prompts with the tuned model, score both sets of answers, write heldout.jsonl.
+class HeldoutScorer:
+    """Held-out scoring as a run listener: the base model answers before the method is applied, the tuned
+    model when training ends; both sets are scored by keyword and written to ``heldout.jsonl`` in ``out``.
 
-    Returns the records written and the summary figures.
+    The runner passes :meth:`before_method` to ``prepare`` and the scorer itself to the engine as a listener
+    (``on_train_end`` fires on the main process once the best weights are restored). ``records`` and
+    ``scores`` (for summary.json) are filled then.
     """
-    tuned = answers(job, model, rows)
-    records = []
-    for row, before, after in zip(rows, base, tuned, strict=True):
-        records.append({
-            "prompt": row["prompt"], "expected": row.get("response", ""), "keywords": list(row["keywords"]),
-            "base_answer": before, "tuned_answer": after,
-            "base_correct": score(before, row["keywords"]), "tuned_correct": score(after, row["keywords"]),
-        })
-    with open(out / HELDOUT_FILE, "w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-    n = len(records)
-    return records, {
-        "heldout_examples": n,
-        "base_heldout_accuracy": sum(r["base_correct"] for r in records) / n,
-        "heldout_accuracy": sum(r["tuned_correct"] for r in records) / n,
-    }
+
+    def __init__(self, rows: Sequence[dict[str, Any]], out: Path) -> None:
+        self.rows = list(rows)
+        self.out = out
+        self.job: Any = None
+        self.model: Any = None
+        self.base: list[str] = []
+        self.records: list[dict[str, Any]] = []
+        self.scores: dict[str, Any] = {}
+
+    def before_method(self, job: Any, model: Any) -> None:
+        """Answer with the base model (methods change this same model in place; it is scored again at the end)."""
+        self.job, self.model = job, model
+        self.base = answers(job, model, self.rows)
+
+    def on_train_end(self, result: Any) -> None:
+        tuned = answers(self.job, self.model, self.rows)
+        for row, before, after in zip(self.rows, self.base, tuned, strict=True):
+            self.records.append({
+                "prompt": row["prompt"], "expected": row.get("response", ""), "keywords": list(row["keywords"]),
+                "base_answer": before, "tuned_answer": after,
+                "base_correct": score(before, row["keywords"]), "tuned_correct": score(after, row["keywords"]),
+            })
+        with open(self.out / HELDOUT_FILE, "w", encoding="utf-8") as fh:
+            for record in self.records:
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        n = len(self.records)
+        self.scores = {
+            "heldout_examples": n,
+            "base_heldout_accuracy": sum(r["base_correct"] for r in self.records) / n,
+            "heldout_accuracy": sum(r["tuned_correct"] for r in self.records) / n,
+        }

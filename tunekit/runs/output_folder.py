@@ -1,14 +1,20 @@
-"""Checks on the folder a run writes into: creatable, writable, and not silently reusing another run."""
+"""The one owner of the run-folder policy: whether a run may use a folder (creatable, writable, not silently
+reusing another run) and, with ``output.overwrite``, what of the previous run is deleted before it starts over."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 from tunekit import config as config_mod
 from tunekit.config import RunConfig
 from tunekit.errors import CheckpointError, UsageError
+from tunekit.runs.heldout import HELDOUT_FILE
+
+ADAPTER_DIR = "adapter"
+SUMMARY_FILE = "summary.json"
 
 
 def not_writable(folder: Path) -> str | None:
@@ -45,13 +51,13 @@ def check_output_dir(out: Path, cfg: RunConfig) -> None:
     reason = not_writable(out)
     if reason:
         raise UsageError(f"output folder {str(out)!r} is not writable ({reason}); choose another with --output.")
-    has_run = (out / "summary.json").exists() or (out / "checkpoints").is_dir()
+    has_run = (out / SUMMARY_FILE).exists() or (out / "checkpoints").is_dir()
     if has_run and not cfg.training.resume and not cfg.output.overwrite:
         raise CheckpointError(
             f"output folder {str(out)!r} already holds a run; pass --resume to continue it, "
             "or --overwrite to start over."
         )
-    if cfg.training.resume and not cfg.output.overwrite and (out / "summary.json").exists():
+    if cfg.training.resume and not cfg.output.overwrite and (out / SUMMARY_FILE).exists():
         from tunekit.engine import find_last_checkpoint
 
         if find_last_checkpoint(out) is None:  # resuming would silently train the finished run again from step 0
@@ -66,6 +72,21 @@ def check_output_dir(out: Path, cfg: RunConfig) -> None:
                 f"output folder {str(out)!r} was made by a different configuration; resume with the same "
                 "settings, or choose a new --output."
             )
+
+
+
+
+def clear_previous_run(out: Path) -> None:
+    """Delete the previous run's results, checkpoints and metrics from ``out`` (``output.overwrite``, not resuming).
+
+    What is left (config.yaml, the tokenizer, the task's state) is rewritten by the new run before it trains.
+    """
+    from tunekit.engine.checkpoint import clear_training_files
+
+    clear_training_files(out)
+    for name in (ADAPTER_DIR, SUMMARY_FILE, HELDOUT_FILE):
+        target = out / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
 
 def _fingerprint(cfg: RunConfig) -> str:

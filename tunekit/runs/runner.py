@@ -37,15 +37,14 @@ from tunekit.models import ResolvedModel, resolve_model
 from tunekit.plugins import registries
 from tunekit.protocols import optional
 from tunekit.runs import locking, provenance
-from tunekit.runs.heldout import HELDOUT_FILE, answers, heldout_rows, score_heldout
-from tunekit.runs.output_folder import check_output_dir
+from tunekit.runs.heldout import HeldoutScorer, heldout_rows
+from tunekit.runs.output_folder import ADAPTER_DIR, SUMMARY_FILE, check_output_dir, clear_previous_run
 from tunekit.runs.quantization import build_model as quantized_build
 from tunekit.runs.quantization import check_quantize
 from tunekit.tasks.protocol import TaskContext
 
 log = logging.getLogger("tunekit.run")
 
-ADAPTER_DIR = "adapter"
 TOKENIZER_DIR = "tokenizer"
 
 
@@ -105,10 +104,12 @@ def fingerprint(cfg: RunConfig) -> str:
 
 
 def is_main_process() -> bool:
-    """False in the non-zero ranks of a torchrun / accelerate launch: only rank 0 writes run files."""
-    from accelerate import PartialState
+    """False in the non-zero ranks of a torchrun / accelerate launch: only rank 0 writes run files.
 
-    return PartialState().is_main_process
+    Read from ``RANK`` (both launchers set it) rather than accelerate's ``PartialState``, which on a machine
+    without a GPU only joins the process group when built with ``cpu=True``, and otherwise calls every rank main.
+    """
+    return int(os.environ.get("RANK", "0") or 0) == 0
 
 
 def default_output_dir(cfg: RunConfig) -> Path:
@@ -261,14 +262,9 @@ def run(config: RunConfig | Mapping[str, Any] | str | os.PathLike, listeners: Se
 
 def _run_held(cfg: RunConfig, out: Path, listeners: Sequence[Any], main: bool) -> RunResult:
     """The body of :func:`run`, with the run folder created and held."""
-    heldout = heldout_rows(cfg.data)
-    base_answers: list[str] = []
-
-    def answer_before_training(job: Any, model: Any) -> None:
-        if heldout:
-            base_answers.extend(answers(job, model, heldout))
-
-    prepared = prepare(cfg, answer_before_training)
+    rows = heldout_rows(cfg.data)
+    scorer = HeldoutScorer(rows, out) if rows else None
+    prepared = prepare(cfg, scorer.before_method if scorer else None)
     job, model, applied, report = prepared.job, prepared.model, prepared.applied, prepared.report
     from tunekit.engine import train
     log.debug("%s", report.line())
@@ -276,14 +272,12 @@ def _run_held(cfg: RunConfig, out: Path, listeners: Sequence[Any], main: bool) -
     providers = provenance.describe(registries(), cfg.method_name, cfg.task_name)
     if main:
         if cfg.output.overwrite and not cfg.training.resume:
-            for child in (ADAPTER_DIR, "summary.json", "metrics.jsonl", HELDOUT_FILE):
-                target = out / child
-                shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+            clear_previous_run(out)
         (out / "config.yaml").write_text(config_mod.to_yaml(cfg), encoding="utf-8")
         provenance.write(out, providers)
         job.save(out)
         prepared.tokenizer.save_pretrained(out / TOKENIZER_DIR)
-    result = train(model, job, cfg.training, out, applied=applied, listeners=listeners,
+    result = train(model, job, cfg.training, out, applied=applied, listeners=[*listeners, scorer] if scorer else listeners,
                    config_fingerprint=fingerprint(cfg), overwrite=cfg.output.overwrite)
     if not main:
         return RunResult(out, {}, dict(getattr(result, "final_metrics", {}) or {}))
@@ -304,11 +298,10 @@ def _run_held(cfg: RunConfig, out: Path, listeners: Sequence[Any], main: bool) -
         **_result_fields(result),
         "output_dir": str(out),
     }
-    if heldout:
-        records, scores = score_heldout(job, model, heldout, base_answers, out)
-        summary.update(scores)
-        _emit(listeners, "on_heldout", records, summary)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
+    if scorer is not None:
+        summary.update(scorer.scores)
+        _emit(listeners, "on_heldout", scorer.records, summary)
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
     _emit(listeners, "on_run_end", summary)
     return RunResult(out, summary, dict(getattr(result, "final_metrics", {}) or {}))
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from tunekit.errors import MethodError
 from tunekit.methods import architecture
-from tunekit.names import ends_with
+from tunekit.names import each_suffix, ends_with
 
 ALL_LINEAR = "all-linear"
 DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
@@ -75,15 +75,9 @@ def resolve(model: nn.Module, spec: list[str] | str, exclude: Sequence[str] = ()
                 f"{candidates[0] if candidates else 'none'!r}); available layer names include {_examples(candidates)}."
             )
         return chosen
-    chosen: list[str] = []
-    for target in spec:
-        hits = [n for n in candidates if ends_with(n, target)]
-        if not hits:
-            raise MethodError(
-                f"target_modules entry {target!r} matches no linear layer of {type(model).__name__}; "
-                f"available names include {_examples(candidates)}."
-            )
-        chosen.extend(h for h in hits if h not in chosen)
+    chosen = each_suffix(candidates, spec, lambda target: MethodError(
+        f"target_modules entry {target!r} matches no linear layer of {type(model).__name__}; "
+        f"available names include {_examples(candidates)}."))
     return [n for n in candidates if n in chosen]
 
 

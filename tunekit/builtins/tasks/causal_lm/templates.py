@@ -62,7 +62,9 @@ def chat_segments(tokenizer: Any, messages: list[dict[str, str]]) -> list[Segmen
     return segments
 
 
-def plain_segments(tokenizer: Any, messages: list[dict[str, str]]) -> list[Segment]:
+def _plain_parts(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[list[Segment], str]:
+    """The plain layout of ``messages``: one (prompt, response) segment pair per assistant turn, and the text
+    after the last of them (the turns still waiting for an answer)."""
     eos = tokenizer.eos_token or ""
     segments: list[Segment] = []
     pending = ""
@@ -75,22 +77,19 @@ def plain_segments(tokenizer: Any, messages: list[dict[str, str]]) -> list[Segme
             segments.append((pending + PLAIN_ASSISTANT, False))
             segments.append((msg["content"] + eos, True))
             pending = "\n\n"
-    return segments
+    return segments, pending
+
+
+def plain_segments(tokenizer: Any, messages: list[dict[str, str]]) -> list[Segment]:
+    return _plain_parts(tokenizer, messages)[0]
 
 
 def generation_prompt(tokenizer: Any, template: str, messages: list[dict[str, str]]) -> str:
     """The text a model continues to answer the last user message of ``messages``."""
     if template == "chat":
         return _chat_text(tokenizer, messages, generation_prompt=True)
-    text = ""
-    for msg in messages:
-        if msg["role"] == "system":
-            text += PLAIN_SYSTEM.format(content=msg["content"])
-        elif msg["role"] == "user":
-            text += PLAIN_USER.format(content=msg["content"])
-        else:
-            text += PLAIN_ASSISTANT + msg["content"] + (tokenizer.eos_token or "") + "\n\n"
-    return text + PLAIN_ASSISTANT
+    segments, pending = _plain_parts(tokenizer, messages)
+    return "".join(text for text, _ in segments) + pending + PLAIN_ASSISTANT
 
 
 def leading_special_ids(tokenizer: Any) -> list[int]:
