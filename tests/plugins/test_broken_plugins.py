@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.helpers import method_plugin_source, write_distribution
+from tests.plugins.support import FakeMethod
 from tunekit import plugins
 from tunekit.hookspecs import hookimpl
 
@@ -157,24 +158,13 @@ def test_methods_verbose_shows_option_help_verbatim(monkeypatch: pytest.MonkeyPa
     class BracketOptions:
         targets: list[str] = option(["query"], "Modules to train, e.g. [query, intermediate] or [bold]x[/bold].")
 
-    class Bracket:
-        name = "bracket-help"
-        description = "Help text with [square brackets]."
+    class Bracket(FakeMethod):
         options_class = BracketOptions
-
-        def apply(self, model: Any, options: Any, keep_trainable: Any = ()) -> Any:
-            raise NotImplementedError
-
-        def expected_trainable(self, arch: Any, options: Any) -> int:
-            return 0
-
-        def load(self, model: Any, folder: Any) -> Any:
-            raise NotImplementedError
 
     class Plugin:
         @hookimpl
         def register_methods(self, register: Any) -> None:
-            register(Bracket())
+            register(Bracket("bracket-help", "Help text with [square brackets]."))
 
     from tunekit import cli as cli_module
 
