@@ -94,6 +94,14 @@ def evaluating(model: nn.Module) -> Iterator[None]:
             model.train()
 
 
+def predict_chunks(model: nn.Module, items: Sequence[Any], size: int) -> Iterator[tuple[int, Sequence[Any], torch.device]]:
+    """``(start, chunk, device)`` over ``items`` in chunks of ``size``, the model in eval mode without gradients."""
+    with evaluating(model):
+        device = model_device(model)
+        for start in range(0, len(items), size):
+            yield start, items[start:start + size], device
+
+
 def pad_stack(rows: Sequence[Sequence[int]], value: int, side: str = "right") -> torch.Tensor:
     """Pad lists of ints to the longest one and stack them into a (batch, length) long tensor."""
     width = max((len(r) for r in rows), default=0)

@@ -181,19 +181,16 @@ class ClassificationJob:
             raise UsageError("give every input as a text pair or none of them; the inputs mix single texts and pairs.")
         out: list[dict[str, Any]] = []
         size = self.options.predict_batch_size
-        with pieces.evaluating(model):
-            device = pieces.model_device(model)
-            for start in range(0, len(texts), size):
-                chunk = texts[start:start + size]
-                chunk_pairs = pairs[start:start + size] if pairs and pairs[0] is not None else None
-                enc = self.tokenizer(chunk, chunk_pairs, truncation=True, max_length=self.options.max_length)
-                feats = [{k: enc[k][i] for k in enc.keys() if k in ("input_ids", "token_type_ids")}
-                         for i in range(len(chunk))]
-                batch = pieces.to_device(self.collate(feats), device)
-                probs = self._logits(model, batch).float().softmax(-1)
-                for row in probs:
-                    best = int(row.argmax())
-                    out.append({"label": self.labels[best], "score": float(row[best])})
+        for start, chunk, device in pieces.predict_chunks(model, texts, size):
+            chunk_pairs = pairs[start:start + size] if pairs and pairs[0] is not None else None
+            enc = self.tokenizer(list(chunk), chunk_pairs, truncation=True, max_length=self.options.max_length)
+            feats = [{k: enc[k][i] for k in enc.keys() if k in ("input_ids", "token_type_ids")}
+                     for i in range(len(chunk))]
+            batch = pieces.to_device(self.collate(feats), device)
+            probs = self._logits(model, batch).float().softmax(-1)
+            for row in probs:
+                best = int(row.argmax())
+                out.append({"label": self.labels[best], "score": float(row[best])})
         return out
 
     def _split_input(self, item: Any) -> tuple[str, str | None]:

@@ -176,26 +176,22 @@ class TokenClassificationJob:
             else:
                 raise UsageError("token-classification inputs are texts or lists of words.")
         out: list[dict[str, Any]] = []
-        size = self.options.predict_batch_size
-        with pieces.evaluating(model):
-            device = pieces.model_device(model)
-            for start in range(0, len(sentences), size):
-                chunk = sentences[start:start + size]
-                enc = self._tokenize(chunk)
-                feats = [{k: enc[k][i] for k in MODEL_KEYS if k in enc} for i in range(len(chunk))]
-                best = self._logits(model, pieces.to_device(self.collate(feats), device)).argmax(-1).tolist()
-                for i, words in enumerate(chunk):
-                    tags = ["O"] * len(words)
-                    seen = set()
-                    for pos, w in enumerate(enc.word_ids(i)):
-                        if w is not None and w not in seen:
-                            seen.add(w)
-                            tags[w] = self.labels[best[i][pos]]
-                    found = sorted(metrics.entities(tags), key=lambda e: e[1])
-                    out.append({
-                        "tokens": words, "tags": tags,
-                        "entities": [{"type": t, "text": " ".join(words[s:e]), "start": s, "end": e} for t, s, e in found],
-                    })
+        for _, chunk, device in pieces.predict_chunks(model, sentences, self.options.predict_batch_size):
+            enc = self._tokenize(list(chunk))
+            feats = [{k: enc[k][i] for k in MODEL_KEYS if k in enc} for i in range(len(chunk))]
+            best = self._logits(model, pieces.to_device(self.collate(feats), device)).argmax(-1).tolist()
+            for i, words in enumerate(chunk):
+                tags = ["O"] * len(words)
+                seen = set()
+                for pos, w in enumerate(enc.word_ids(i)):
+                    if w is not None and w not in seen:
+                        seen.add(w)
+                        tags[w] = self.labels[best[i][pos]]
+                found = sorted(metrics.entities(tags), key=lambda e: e[1])
+                out.append({
+                    "tokens": words, "tags": tags,
+                    "entities": [{"type": t, "text": " ".join(words[s:e]), "start": s, "end": e} for t, s, e in found],
+                })
         return out
 
     def save(self, folder: str | Path) -> None:
