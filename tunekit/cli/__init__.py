@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "tunekit.cli.new_plugin",
     "tunekit.cli.inference",
     "tunekit.cli.estimate",
+    "tunekit.cli.sweep",
 ]
 
 # Tables stay readable when the output is a pipe or a file (rich would otherwise assume 80 columns).
