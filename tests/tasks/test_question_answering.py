@@ -124,3 +124,56 @@ def test_training_step_metrics_and_predict(tmp_path, bert_tokenizer, tiny_bert):
     job.save(tmp_path / "run")
     again = _task().restore(_ctx(bert_tokenizer, None, max_length=64, stride=16), tmp_path / "run")
     assert again.predict(model, [("where does mary live ?", CONTEXT)])[0]["answer"] == "paris"
+
+
+def _batches(job, size=4):
+    data = job.eval_dataset
+    return [job.collate(data.items[i:i + size]) for i in range(0, len(data), size)]
+
+
+def test_no_answer_follows_the_validation_data(tmp_path, bert_tokenizer, tiny_bert, caplog):
+    v2 = read_dataset(str(_squad(tmp_path / "v2.json")), DataConfig())
+    v1 = read_dataset(str(_squad(tmp_path / "v1.json", "v1.1")), DataConfig())
+    with caplog.at_level("INFO", logger="tunekit.tasks.question_answering"):
+        job = _task().prepare(_ctx(bert_tokenizer, v2, v1))  # trained with unanswerable ones, scored on v1.1
+        assert not job.allow_no_answer
+        model = job.build_model(ResolvedModel(str(tiny_bert)), {})
+        for _ in range(2):
+            scores = job.evaluate(model, _batches(job))
+    told = [r for r in caplog.records if "no unanswerable questions" in r.getMessage()]
+    assert len(told) == 1 and told[0].levelname == "INFO"
+    assert "eval_HasAns_f1" not in scores and "eval_best_f1_thresh" not in scores
+    assert _task().prepare(_ctx(bert_tokenizer, v1, v2)).allow_no_answer  # v2 validation: "no answer" allowed
+    caplog.clear()
+    with caplog.at_level("INFO", logger="tunekit.tasks.question_answering"):
+        forced = _task().prepare(_ctx(bert_tokenizer, v2, v1, allow_no_answer=True))
+    assert forced.allow_no_answer and not caplog.records  # the explicit override wins, nothing to say
+    assert not _task().prepare(_ctx(bert_tokenizer, v1, v2, allow_no_answer=False)).allow_no_answer
+
+
+def test_v2_figures_threshold_saved_and_used_by_predict(tmp_path, bert_tokenizer, tiny_bert):
+    rows = read_dataset(str(_squad(tmp_path / "s.json")), DataConfig())
+    job = _task().prepare(_ctx(bert_tokenizer, rows, rows))
+    model = job.build_model(ResolvedModel(str(tiny_bert)), {})
+    job.save(tmp_path / "run")  # the runner writes the state before training; evaluation rewrites it
+    scores = job.evaluate(model, _batches(job))
+    for key in ("exact_match", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact",
+                "NoAns_f1", "NoAns_total", "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh", "loss"):
+        assert f"eval_{key}" in scores, key
+    assert (scores["eval_total"], scores["eval_HasAns_total"], scores["eval_NoAns_total"]) == (3, 2, 1)
+    assert scores["eval_best_f1"] >= scores["eval_f1"]
+    state = json.loads((tmp_path / "run" / "task.json").read_text())
+    assert state["null_score_threshold"] == scores["eval_best_f1_thresh"]
+    again = _task().restore(_ctx(bert_tokenizer, None), tmp_path / "run")
+    assert again.allow_no_answer and again.null_threshold == scores["eval_best_f1_thresh"]
+    again.eval_dataset = again.encode(rows)  # `tunekit eval`: scored at the run's threshold, i.e. its best F1
+    assert again.evaluate(model, _batches(again))["eval_f1"] == pytest.approx(scores["eval_best_f1"])
+    pair = ("where does mary live ?", CONTEXT)
+    again.options.null_score_threshold = -1e9  # "no answer" always wins
+    abstained = again.predict(model, [pair])[0]
+    assert abstained["answer"] == "" and abstained["start"] == -1 and abstained["span"] in CONTEXT
+    assert abstained["null_margin"] > -1e9 and isinstance(abstained["score"], float)
+    again.options.null_score_threshold = 1e9  # the span always wins
+    answered = again.predict(model, [pair])[0]
+    assert set(answered) == {"answer", "score", "start"} and answered["answer"] == abstained["span"]
+    assert answered["score"] == abstained["score"]

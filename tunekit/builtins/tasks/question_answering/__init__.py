@@ -2,23 +2,29 @@
 
 Long contexts are split into overlapping windows (``task.max_length``, ``task.stride``); answers are
 mapped to tokens through the fast tokenizer's offsets (``features``); window logits are turned back
-into answer texts with the no-answer rule of SQuAD 2.0 (``answers``). Metrics: ``eval_exact_match`` and
-``eval_f1`` (SQuAD normalisation, in percent), ``eval_loss``, and HasAns/NoAns breakdowns when the
-evaluation data has both kinds of question.
+into answer texts with the no-answer rule of SQuAD 2.0 (``answers``). Whether a prediction may be "no
+answer" follows the evaluation data (unless ``task.allow_no_answer`` says): SQuAD v1.1-style data, with no
+unanswerable question, is answered and scored with spans only. Metrics: ``eval_exact_match`` and ``eval_f1``
+(SQuAD normalisation, in percent), ``eval_loss``; on data with unanswerable questions also the official
+SQuAD 2.0 figures (``squad_v2``): HasAns/NoAns scores and counts and the best no-answer threshold, which the
+run keeps for ``predict``.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tunekit.builtins.tasks.question_answering.answers import best_answers
+from tunekit.builtins.tasks.question_answering.answers import Answer, best_answers
 from tunekit.builtins.tasks.question_answering.features import Example, QAFeatures, examples_from_rows, make_features
+from tunekit.builtins.tasks.question_answering.squad_v2 import squad_v2_report
 from tunekit.errors import DataError, UsageError
 from tunekit.hookspecs import hookimpl
 from tunekit.models import ResolvedModel
@@ -26,7 +32,14 @@ from tunekit.options import check, option
 from tunekit.tasks import metrics, pieces, rows
 from tunekit.tasks.protocol import TaskContext
 
+log = logging.getLogger("tunekit.tasks.question_answering")
+
 MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def has_unanswerable(examples: Sequence[Example]) -> bool:
+    """True when some question has no gold answer (SQuAD 2.0 "impossible")."""
+    return any(not ex.answers for ex in examples)
 
 
 @dataclass
@@ -36,8 +49,11 @@ class QAOptions:
     max_answer_length: int = option(30, "Longest answer in tokens.")
     n_best: int = option(20, "Start and end candidates considered per window.")
     allow_no_answer: bool | None = option(
-        None, "Predict 'no answer' (SQuAD 2.0); default: on when the training data has unanswerable questions.")
-    null_score_threshold: float = option(0.0, "No-answer wins when its score beats the best span by more than this.")
+        None, "Allow 'no answer' predictions (SQuAD 2.0); default: on when the evaluation data has unanswerable "
+              "questions, off (spans only) when it has none.")
+    null_score_threshold: float | None = option(
+        None, "'No answer' wins when its score beats the best span's by more than this; default: the threshold "
+              "with the best F1 on the validation set, found in training (0.0 while training).")
     predict_batch_size: int = option(16, "Windows per forward pass in `predict`.")
 
     def validate(self) -> None:
@@ -56,15 +72,40 @@ class QAJob:
     greater_is_better = True
     needs_context = True  # predict inputs are (question, context) pairs
 
-    def __init__(self, tokenizer: Any, options: QAOptions, allow_no_answer: bool) -> None:
+    def __init__(self, tokenizer: Any, options: QAOptions, allow_no_answer: bool,
+                 tuned_threshold: float | None = None) -> None:
         pieces.require_fast(tokenizer, "question-answering")
         pieces.ensure_pad_token(tokenizer)
         self.tokenizer = tokenizer
         self.options = options
-        self.allow_no_answer = allow_no_answer
+        self.allow_no_answer = allow_no_answer  # for `predict`: decided on the validation data
+        self.tuned_threshold = tuned_threshold  # the run's no-answer threshold (restored runs)
+        self.found_threshold: float | None = None  # best_f1_thresh of the best evaluation so far
         self.head_modules: list[str] = ["qa_outputs"]
         self.train_dataset: Any = None
         self.eval_dataset: Any = None
+        self._best_f1: float | None = None
+        self._folder: Path | None = None
+        self._told_spans_only = False
+
+    @property
+    def null_threshold(self) -> float:
+        """The no-answer threshold in use: ``task.null_score_threshold``, else the run's tuned one, else 0.0."""
+        if self.options.null_score_threshold is not None:
+            return float(self.options.null_score_threshold)
+        return self.tuned_threshold if self.tuned_threshold is not None else 0.0
+
+    def allow_for(self, examples: Sequence[Example]) -> bool:
+        """Whether answers to ``examples`` may be "no answer": ``task.allow_no_answer``, else what the data has."""
+        if self.options.allow_no_answer is not None:
+            return bool(self.options.allow_no_answer)
+        if has_unanswerable(examples):
+            return True
+        if not self._told_spans_only:
+            log.info("the evaluation data has no unanswerable questions (SQuAD v1.1 style), so it is answered and "
+                     "scored with spans only; set task.allow_no_answer=true to allow 'no answer' anyway")
+            self._told_spans_only = True
+        return False
 
     def encode(self, data: Any) -> QAFeatures:
         """Windowed features (with answer positions) for raw rows; also what ``evaluate`` maps back."""
@@ -119,10 +160,11 @@ class QAJob:
                     logits[index] = (start[row, :n].tolist(), end[row, :n].tolist())
         return logits, total, count
 
-    def _answers(self, features: QAFeatures, logits: dict[int, tuple[list[float], list[float]]]) -> list[Any]:
+    def _answers(self, features: QAFeatures, logits: dict[int, tuple[list[float], list[float]]],
+                 allow_no_answer: bool) -> list[Answer]:
         return best_answers(
             features, logits, n_best=self.options.n_best, max_answer_length=self.options.max_answer_length,
-            allow_no_answer=self.allow_no_answer, null_threshold=self.options.null_score_threshold,
+            allow_no_answer=allow_no_answer, null_threshold=self.null_threshold,
         )
 
     def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
@@ -130,23 +172,43 @@ class QAJob:
         if not isinstance(features, QAFeatures):
             raise UsageError("question-answering evaluation needs its eval_dataset built by the task (job.encode).")
         logits, total, count = self._all_logits(model, batches)
-        answers = self._answers(features, logits)
-        predictions = {ex.id: a.text for ex, a in zip(features.examples, answers, strict=True)}
-        golds = {ex.id: ex.answers for ex in features.examples}
-        scores = metrics.squad_scores(predictions, golds)
+        answers = self._answers(features, logits, self.allow_for(features.examples))
+        golds = [ex.answers for ex in features.examples]
+        if has_unanswerable(features.examples):
+            scores = squad_v2_report(answers, golds)
+            self._keep_threshold(scores["f1"], scores["best_f1_thresh"])
+        else:
+            keys = [str(i) for i in range(len(golds))]
+            scores = metrics.squad_scores({k: a.text for k, a in zip(keys, answers, strict=True)},
+                                          dict(zip(keys, golds, strict=True)))
         out = {f"eval_{k}": v for k, v in scores.items()}
         out["eval_loss"] = total / max(count, 1)
         return out
 
+    def _keep_threshold(self, f1: float, threshold: float) -> None:
+        """Keep the threshold of the evaluation the run keeps (best ``eval_f1``, as the engine picks by default).
+
+        The run folder's state is written before training; it is rewritten here so that ``predict`` gets it.
+        """
+        if self._best_f1 is not None and f1 <= self._best_f1:
+            return
+        self._best_f1, self.found_threshold = f1, threshold
+        if self._folder is not None:
+            self.save(self._folder)
+
     def predict(self, model: nn.Module, inputs: Sequence[Any]) -> list[dict[str, Any]]:
-        """For each (question, context) pair or {"question", "context"} record: the answer text, score and start."""
+        """For each (question, context) pair or {"question", "context"} record: the answer, its score and start.
+
+        Where the question is left unanswered, ``answer`` is empty and ``span`` and ``null_margin`` (how far
+        "no answer" beat that span) say why.
+        """
         examples = [self._example(item, i) for i, item in enumerate(inputs)]
         features = make_features(self.tokenizer, examples, self.options.max_length, self.options.stride,
                                  with_positions=False)
         size = self.options.predict_batch_size
         batches = (self.collate(features.items[i:i + size]) for i in range(0, len(features), size))
         logits, _, _ = self._all_logits(model, batches)
-        return [{"answer": a.text, "score": a.score, "start": a.start} for a in self._answers(features, logits)]
+        return [_prediction(a) for a in self._answers(features, logits, self.allow_no_answer)]
 
     def _example(self, item: Any, i: int) -> Example:
         if isinstance(item, dict) and "question" in item and "context" in item:
@@ -156,9 +218,24 @@ class QAJob:
         raise UsageError("question-answering inputs are (question, context) pairs or records with question and context.")
 
     def save(self, folder: str | Path) -> None:
+        self._folder = Path(folder)
+        threshold = self.found_threshold if self.found_threshold is not None else self.tuned_threshold
         pieces.write_state(folder, QuestionAnswering.name, {
             "allow_no_answer": self.allow_no_answer, "head_modules": self.head_modules,
+            "null_score_threshold": threshold,
         })
+
+
+def _rounded(value: float) -> float | None:
+    return round(value, 4) if np.isfinite(value) else None
+
+
+def _prediction(answer: Answer) -> dict[str, Any]:
+    out: dict[str, Any] = {"answer": answer.text, "score": _rounded(answer.score), "start": answer.start}
+    if answer.abstain:
+        out["span"] = answer.span
+        out["null_margin"] = _rounded(answer.margin)
+    return out
 
 
 class QuestionAnswering:
@@ -173,18 +250,18 @@ class QuestionAnswering:
             raise DataError("the question-answering task needs training data; pass --data FILE.")
         examples_from_rows(ctx.train.select(range(min(1, len(ctx.train)))))  # shape check before splitting
         train, validation = rows.train_and_validation(ctx)
-        allow = ctx.options.allow_no_answer
-        if allow is None:
-            allow = any(not (a or {}).get("text") if isinstance(a, dict) else not a for a in train["answers"])
-        job = QAJob(ctx.tokenizer, ctx.options, bool(allow))
+        job = QAJob(ctx.tokenizer, ctx.options, allow_no_answer=False)
         job.train_dataset = job.encode(train)
         job.eval_dataset = job.encode(validation)
+        job.allow_no_answer = job.allow_for(job.eval_dataset.examples)
         return job
 
     def restore(self, ctx: TaskContext, folder: str | Path) -> QAJob:
         state = pieces.read_state(folder, self.name)
         allow = ctx.options.allow_no_answer
-        job = QAJob(ctx.tokenizer, ctx.options, bool(state.get("allow_no_answer") if allow is None else allow))
+        threshold = state.get("null_score_threshold")
+        job = QAJob(ctx.tokenizer, ctx.options, bool(state.get("allow_no_answer") if allow is None else allow),
+                    float(threshold) if threshold is not None else None)
         job.head_modules = list(state.get("head_modules") or ["qa_outputs"])
         return job
 
