@@ -10,6 +10,7 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Callable
 
 import click
 from rich.console import Console
@@ -26,6 +27,7 @@ COMMAND_MODULES = [
     "tunekit.cli.inference",
     "tunekit.cli.estimate",
     "tunekit.cli.sweep",
+    "tunekit.cli.compare",
 ]
 
 # Tables stay readable when the output is a pipe or a file (rich would otherwise assume 80 columns).
@@ -81,6 +83,12 @@ def _quiet_libraries() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", module=QUIET_WARNING_MODULES)
+
+
+def worker_setup() -> Callable[[], None] | None:
+    """What a command's worker processes run first: the same quiet libraries as here (nothing with --debug)."""
+    ctx = click.get_current_context(silent=True)
+    return None if ctx is not None and (ctx.find_root().obj or {}).get("debug") else _quiet_libraries
 
 
 def _load_commands() -> None:

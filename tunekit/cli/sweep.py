@@ -9,8 +9,9 @@ import click
 from rich.table import Table
 
 from tunekit import config as config_mod
-from tunekit.cli import cli, console
+from tunekit.cli import cli, console, worker_setup
 from tunekit.cli.run import config_flags, overrides_from_flags
+from tunekit.errors import UsageError
 
 
 def _fmt(value: Any) -> str:
@@ -58,6 +59,8 @@ def sweep(config_path: str | None, space_path: str, trials: int, workers: int, s
     """Search a space of run configs for the best validation metric; trials go to ROOT/NAME/trial-<n>/."""
     from tunekit.sweep import outputs, space, study
 
+    if flags.pop("output", None):
+        raise UsageError("tunekit sweep writes each trial to ROOT/NAME/trial-<n>/; use --root and --name, not --output.")
     cfg = config_mod.load(config_path, overrides_from_flags(flags), list(sets))
     base = cfg.to_dict()
     base["output"] = {"dir": None, "overwrite": False}
@@ -69,7 +72,7 @@ def sweep(config_path: str | None, space_path: str, trials: int, workers: int, s
     from tunekit.cli.progress import progress_listener
 
     progress = [progress_listener()] if console.is_terminal else []
-    result = study.start(plan, workers, progress, _on_trial(plan.metric))
+    result = study.start(plan, workers, progress, _on_trial(plan.metric), worker_setup())
     written = outputs.write_all(result, plan.folder, plan.metric)
     best = outputs.best_trial(result)
     console.print(trials_table(written["rows"], plan.metric, best.number if best else None))

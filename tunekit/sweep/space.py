@@ -82,7 +82,7 @@ class Space:
 
     def sample(self, trial: Any, base: Mapping[str, Any]) -> dict[str, Any]:
         """The config tree of one trial: ``base`` with each active parameter set to the value the trial suggests."""
-        tree = _copy(base)
+        tree = copy_tree(base)
         values = _fixed_values(base)
         for param in self.params:
             if param.active(values):
@@ -126,8 +126,9 @@ def put(tree: dict[str, Any], key: str, value: Any) -> None:
     config_mod.set_path(tree, key, value)
 
 
-def _copy(tree: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _copy(v) if isinstance(v, Mapping) else (list(v) if isinstance(v, list) else v) for k, v in tree.items()}
+def copy_tree(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of a config tree (mappings and lists copied, leaves shared)."""
+    return {k: copy_tree(v) if isinstance(v, Mapping) else (list(v) if isinstance(v, list) else v) for k, v in tree.items()}
 
 
 def _fixed_values(base: Mapping[str, Any]) -> dict[str, Any]:
@@ -283,7 +284,7 @@ def check_against(space: Space, base: Mapping[str, Any]) -> None:
             raise ConfigError(f"space file {space.source!r}: unknown key {param.key!r}; keys look like SECTION.KEY "
                               f"with a section among {', '.join(sorted(config_mod.SECTIONS))}.")
         for value in param.corners():
-            tree = _copy(base)
+            tree = copy_tree(base)
             for key, allowed in param.when:  # the conditions hold wherever this parameter is sampled
                 if fixed.get(key) not in allowed:
                     put(tree, key, allowed[0])

@@ -263,16 +263,21 @@ def work(sweep: Sweep, worker: int = 0, listeners: list[Any] | None = None,
     return ran
 
 
-def _worker_main(sweep: Sweep, worker: int) -> None:
+def _worker_main(sweep: Sweep, worker: int, initializer: Callable[[], None] | None) -> None:
     """Entry point of a spawned worker process."""
-    logging.basicConfig(level=logging.WARNING)
+    if initializer is not None:
+        initializer()
     work(sweep, worker)
 
 
-def run_workers(sweep: Sweep, workers: int) -> None:
-    """Run ``workers`` processes on the study and wait for them; a worker that fails is reported."""
+def run_workers(sweep: Sweep, workers: int, initializer: Callable[[], None] | None = None) -> None:
+    """Run ``workers`` processes on the study and wait for them; a worker that fails is reported.
+
+    ``initializer`` runs first in each worker (the CLI quietens the libraries there as it does at home).
+    """
     ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch or SQLite state
-    procs = [ctx.Process(target=_worker_main, args=(sweep, i), name=f"tunekit-sweep-{i}") for i in range(workers)]
+    procs = [ctx.Process(target=_worker_main, args=(sweep, i, initializer), name=f"tunekit-sweep-{i}")
+             for i in range(workers)]
     for proc in procs:
         proc.start()
     try:
@@ -305,7 +310,7 @@ def resolve(name: str, folder: Path, base: Mapping[str, Any], space: Space, tria
 
 
 def start(sweep: Sweep, workers: int = 1, listeners: list[Any] | None = None,
-          on_trial: Callable[[TrialRecord], None] | None = None) -> Any:
+          on_trial: Callable[[TrialRecord], None] | None = None, initializer: Callable[[], None] | None = None) -> Any:
     """Create the sweep folder, run the trials (in this process, or in ``workers`` processes) and return the study."""
     if workers < 1:
         raise UsageError(f"--workers must be at least 1, not {workers}.")
@@ -316,5 +321,5 @@ def start(sweep: Sweep, workers: int = 1, listeners: list[Any] | None = None,
     if workers == 1:
         work(sweep, 0, listeners, on_trial)
     else:
-        run_workers(sweep, workers)
+        run_workers(sweep, workers, initializer)
     return study
