@@ -16,6 +16,7 @@ import contextlib
 import logging
 import math
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -210,6 +211,7 @@ def run_trial(study: Any, sweep: Sweep, trial: Any, listeners: list[Any]) -> Tri
 
     folder = sweep.folder / f"trial-{trial.number}"
     trial.set_user_attr("folder", str(folder))
+    trial.set_user_attr("pid", os.getpid())  # which worker ran it
 
     def record(state: str, value: float | None = None, error: str | None = None) -> TrialRecord:
         return TrialRecord(trial.number, state, value, dict(trial.params), folder, error)

@@ -1,0 +1,109 @@
+"""The search-space file: parsing, conditional parameters, sampling into a run config, and the errors."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from tunekit.errors import ConfigError
+from tunekit.sweep import space as sp
+
+BASE = {"model": {"name": "tiny"}, "task": {"name": "sequence-classification"},
+        "method": {"name": "lora", "r": 8}, "training": {"seed": 5}}
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "space.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+SPACE = """
+metric: eval_f1
+pruner: {type: hyperband, min_resource: 2}
+sampler: {type: random, seed: 0}
+params:
+  training.lr: {low: 1e-5, high: 1e-2, log: true}
+  training.batch_size: [4, 8]
+  method.name: {choices: [lora, pfeiffer, full]}
+  method.r: {low: 2, high: 16, log: true, when: {method.name: lora}}
+  method.reduction_factor: {choices: [8, 16], when: {method.name: [pfeiffer]}}
+  task.max_length: {low: 16, high: 64, step: 16}
+"""
+
+
+def test_parse_kinds_and_defaults(tmp_path):
+    space = sp.load(write(tmp_path, SPACE), BASE)
+    kinds = {p.key: (p.kind, p.low, p.high, p.log) for p in space.params}
+    assert kinds["training.lr"] == ("float", 1e-5, 1e-2, True)  # `1e-5` is text to YAML: read as a number
+    assert kinds["method.r"] == ("int", 2, 16, True)
+    assert kinds["task.max_length"][:3] == ("int", 16, 64)
+    assert space.metric == "eval_f1" and space.direction is None
+    assert isinstance(space.build_pruner(), optuna.pruners.HyperbandPruner)
+    assert isinstance(space.build_sampler(0), optuna.samplers.RandomSampler)
+    default = sp.load(write(tmp_path, "params:\n  training.lr: {low: 0.001, high: 0.01}\n"), BASE)
+    assert isinstance(default.build_pruner(), optuna.pruners.NopPruner)
+    assert isinstance(default.build_sampler(0), optuna.samplers.TPESampler)
+
+
+def test_conditional_params_follow_the_method(tmp_path):
+    space = sp.load(write(tmp_path, SPACE), BASE)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        tree = space.sample(trial, BASE)
+        method = tree["method"]["name"]
+        seen.add(method)
+        assert ("method.r" in trial.params) == (method == "lora")
+        assert ("method.reduction_factor" in trial.params) == (method == "pfeiffer")
+        if method == "lora":
+            assert 2 <= tree["method"]["r"] <= 16
+        else:  # the base config's lora option r does not leak into another method
+            assert "r" not in tree["method"]
+        assert tree["task"]["max_length"] in (16, 32, 48, 64)
+        assert tree["task"]["name"] == "sequence-classification"
+        study.tell(trial, 0.0)
+    assert seen == {"lora", "pfeiffer", "full"}
+    assert BASE["method"] == {"name": "lora", "r": 8}  # sampling never changes the base tree
+
+
+def test_condition_on_a_base_config_value(tmp_path):
+    text = "params:\n  method.r: {low: 2, high: 4, when: {method.name: lora}}\n" \
+           "  method.reduction_factor: {choices: [8], when: {method.name: pfeiffer}}\n"
+    space = sp.load(write(tmp_path, text), BASE)
+    trial = optuna.create_study().ask()
+    tree = space.sample(trial, BASE)
+    assert set(trial.params) == {"method.r"} and tree["method"]["name"] == "lora"
+
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("params:\n  training.lrr: {low: 0.1, high: 1.0}\n", "unknown option training.lrr (did you mean training.lr?)"),
+    ("params:\n  method.rank: {low: 2, high: 8}\n", "method.rank"),
+    ("params:\n  optimizer.lr: {low: 0.1, high: 1.0}\n", "unknown key 'optimizer.lr'"),
+    ("params:\n  training.lr: {low: 0.1, high: 0.01}\n", "empty range"),
+    ("params:\n  training.batch_size: {choices: []}\n", "has no choices"),
+    ("params:\n  training.lr: {low: 0, high: 0.1, log: true}\n", "low must be above 0"),
+    ("params:\n  training.lr: {low: 0.1}\n", "needs low and high"),
+    ("params:\n  training.lr: {low: 0.1, high: 0.2, scale: 2}\n", "unknown field 'scale'"),
+    ("params: {}\n", "has no params"),
+    ("trials: 3\nparams:\n  training.lr: [0.1]\n", "unknown key 'trials'"),
+    ("pruner: asha\nparams:\n  training.lr: [0.1]\n", "unknown pruner 'asha'"),
+    ("pruner: {type: median, patience: 3}\nparams:\n  training.lr: [0.1]\n", "has no option 'patience'"),
+    ("direction: up\nparams:\n  training.lr: [0.1]\n", "direction must be maximize or minimize"),
+    ("params:\n  method.name: [lora, no-such-method]\n", "no-such-method"),
+    ("params:\n  training.batch_size: [0, 8]\n", "training.batch_size must be positive"),
+    ("params:\n  method.r: {low: 2, high: 8, when: {method.name: lora}}\n  method.name: [lora, full]\n",
+     "list method.name before method.r"),
+])
+def test_bad_space_files_name_the_problem(tmp_path, text, needle):
+    with pytest.raises(ConfigError) as err:
+        sp.load(write(tmp_path, text), BASE)
+    message = str(err.value)
+    assert needle in message and "space.yaml" in message
+    assert "\n" not in message
+
+
+def test_missing_space_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        sp.load(tmp_path / "nope.yaml", BASE)
