@@ -153,7 +153,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str]:
     ("metric: eval_bleu\nparams:\n  training.lr: [0.01]\n", (), "has no metric 'eval_bleu'"),
     ("params:\n  training.lr: [0.01]\n", ("--storage", "sqlite:////no/such/folder/study.db"), "does not open"),
     ("params:\n  training.lr: [0.01]\n", ("--storage", "postgresql://nobody@127.0.0.1:1/none"), "does not open"),
-    ("params:\n  training.lr: [0.01]\n", ("--output", "x"), "use --root and --name"),
+    ("params:\n  training.lr: [0.01]\n", ("--output", "x"), "no such option '--output'"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys, space, extra, needle):
     root = tmp_path / "sweeps"

@@ -11,7 +11,6 @@ from rich.table import Table
 from tunekit import config as config_mod
 from tunekit.cli import cli, console, worker_setup
 from tunekit.cli.run import config_flags, overrides_from_flags
-from tunekit.errors import UsageError
 
 
 def _bytes(n: int) -> str:
@@ -43,15 +42,10 @@ def compare_table(rows: list[Any]) -> Table:
 @config_flags
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set any base config key, e.g. --set training.max_steps=200.")
 def compare(method_list: str, config_path: str | None, seeds: int, metric: str | None, sets: tuple[str, ...], **flags: Any) -> None:
-    """Train each method on the same data and budget; tabulate metric, trainable parameters, time, memory, size.
-
-    The runs go to OUTPUT/<method>/seed-<n>/ (--output, default ./compare) with compare.csv, .json and .png.
-    """
+    """Train each method on the same data and budget; tabulate metric, trainable parameters, time, memory, size."""
     from tunekit.sweep import compare as cmp
 
     methods = [m.strip() for m in method_list.split(",") if m.strip()]
-    if flags.pop("method", None):
-        raise UsageError("tunekit compare takes its methods from --methods, not --method; drop --method.")
     output = Path(flags.pop("output", None) or "compare")
     base = config_mod.load(config_path, overrides_from_flags(flags), list(sets)).to_dict()
 
@@ -64,3 +58,11 @@ def compare(method_list: str, config_path: str | None, seeds: int, metric: str |
     for name in (cmp.CSV_FILE, cmp.JSON_FILE, cmp.PLOT_FILE):
         if (output / name).exists():
             console.print(f"wrote {output / name}", highlight=False)
+
+
+# The methods come from --methods and each run starts fresh: drop --method and --resume; --output is the
+# comparison's folder rather than one run's.
+compare.params = [p for p in compare.params if p.name not in ("method", "resume")]
+for _param in compare.params:
+    if _param.name == "output":
+        _param.help = "Folder for the runs (OUTPUT/<method>/seed-<n>/) and compare.csv/json/png; default ./compare."

@@ -11,7 +11,6 @@ from rich.table import Table
 from tunekit import config as config_mod
 from tunekit.cli import cli, console, worker_setup
 from tunekit.cli.run import config_flags, overrides_from_flags
-from tunekit.errors import UsageError
 
 
 def _fmt(value: Any) -> str:
@@ -59,8 +58,6 @@ def sweep(config_path: str | None, space_path: str, trials: int, workers: int, s
     """Search a space of run configs for the best validation metric; trials go to ROOT/NAME/trial-<n>/."""
     from tunekit.sweep import outputs, space, study
 
-    if flags.pop("output", None):
-        raise UsageError("tunekit sweep writes each trial to ROOT/NAME/trial-<n>/; use --root and --name, not --output.")
     cfg = config_mod.load(config_path, overrides_from_flags(flags), list(sets))
     base = cfg.to_dict()
     base["output"] = {"dir": None, "overwrite": False}
@@ -82,3 +79,7 @@ def sweep(config_path: str | None, space_path: str, trials: int, workers: int, s
     console.print(f"best: trial {best.number} {plan.metric}={best.value:.4f}", highlight=False)
     for path in [written["best"], written["csv"], *written["plots"]]:
         console.print(f"wrote {path}", highlight=False)
+
+
+# Each trial is a fresh run in ROOT/NAME/trial-<n>/: the run flags that choose or reuse an output folder do not apply.
+sweep.params = [p for p in sweep.params if p.name not in ("output", "resume", "overwrite")]
