@@ -92,7 +92,9 @@ def tunekit_setup(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     config = {
         "model": {"name": "smollm2-135m"},
         "task": {"name": "causal-lm", "max_length": p["length"], "template": "chat"},
-        "data": {"train": str(bench_data.write_json(train, workdir / "train.json")), "val_split": 0.0},
+        # a run needs validation rows: one batch of the same L-token examples, evaluated (no grad) at the end
+        "data": {"train": str(bench_data.write_json(train, workdir / "train.json")),
+                 "validation": str(workdir / "train.json"), "max_eval_samples": BATCH},
         "method": {"name": "lora", "r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
         "training": {"epochs": 1, "batch_size": BATCH, "lr": LR, "seed": 42},
     }
