@@ -162,3 +162,11 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, capsys, space,
     assert needle in err and "Traceback" not in err
     assert [line for line in err.splitlines() if line.startswith("error:")] == [err.strip().splitlines()[-1]]
     assert not root.exists()
+
+
+def test_compare_refuses_an_unknown_method_before_training(tiny, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code, err = run_cli(capsys, "compare", "--methods", "lora,lorra", "--config", str(tiny / "base.yaml"),
+                        "--output", str(out))
+    assert code == 2 and "lorra" in err and "Traceback" not in err
+    assert not out.exists()  # the first method did not train either

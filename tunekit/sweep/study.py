@@ -224,7 +224,8 @@ def run_trial(study: Any, sweep: Sweep, trial: Any, listeners: list[Any]) -> Tri
         return record("PRUNED", reporter.last)
     except TrainingInterrupted:
         study.tell(trial, state=TrialState.FAIL)
-        raise
+        raise TrainingInterrupted(f"the sweep was stopped during trial {trial.number}, now marked FAIL; run the same "
+                                  "command again to continue the study with the trials still missing.") from None
     except TunekitError as exc:
         trial.set_user_attr("error", str(exc))
         study.tell(trial, state=TrialState.FAIL)
@@ -269,7 +270,13 @@ def _worker_main(sweep: Sweep, worker: int, initializer: Callable[[], None] | No
     """Entry point of a spawned worker process."""
     if initializer is not None:
         initializer()
-    work(sweep, worker)
+    try:
+        work(sweep, worker)
+    except (KeyboardInterrupt, TrainingInterrupted):
+        raise SystemExit(130) from None  # the parent reports the interruption once
+    except TunekitError as exc:
+        log.error("worker %d: %s", worker, exc)
+        raise SystemExit(exc.exit_code) from None
 
 
 def run_workers(sweep: Sweep, workers: int, initializer: Callable[[], None] | None = None) -> None:
