@@ -68,7 +68,9 @@ def sweep(config_path: str | None, space_path: str, trials: int, workers: int, s
                   highlight=False)
     from tunekit.cli.progress import progress_listener
 
-    progress = [progress_listener()] if console.is_terminal else []
+    def progress() -> list[Any]:
+        return [progress_listener()] if console.is_terminal else []
+
     result = study.start(plan, workers, progress, _on_trial(plan.metric), worker_setup())
     written = outputs.write_all(result, plan.folder, plan.metric)
     best = outputs.best_trial(result)

@@ -243,9 +243,12 @@ def run_trial(study: Any, sweep: Sweep, trial: Any, listeners: list[Any]) -> Tri
     return record("COMPLETE", value)
 
 
-def work(sweep: Sweep, worker: int = 0, listeners: list[Any] | None = None,
+def work(sweep: Sweep, worker: int = 0, listeners: Callable[[], list[Any]] | None = None,
          on_trial: Callable[[TrialRecord], None] | None = None) -> int:
-    """Run trials until the study has ``sweep.trials`` done ones (or the timeout passes); return how many ran."""
+    """Run trials until the study has ``sweep.trials`` done ones (or the timeout passes); return how many ran.
+
+    ``listeners()`` gives the engine listeners of one trial (a fresh progress display each time).
+    """
     study = open_study(sweep, worker)
     deadline = time.monotonic() + sweep.timeout if sweep.timeout else None
     ran = failures = 0
@@ -254,7 +257,7 @@ def work(sweep: Sweep, worker: int = 0, listeners: list[Any] | None = None,
             trial = _claim(study, sweep, stack)
             if trial is None:
                 break
-            rec = run_trial(study, sweep, trial, list(listeners or []))
+            rec = run_trial(study, sweep, trial, listeners() if listeners else [])
         ran += 1
         failures = failures + 1 if rec.state == "FAIL" else 0
         log.info("trial %d %s%s", rec.number, rec.state, f" {sweep.metric}={rec.value:.4f}" if rec.value is not None else "")
@@ -318,7 +321,7 @@ def resolve(name: str, folder: Path, base: Mapping[str, Any], space: Space, tria
                  seed=cfg.training.seed, timeout=timeout)
 
 
-def start(sweep: Sweep, workers: int = 1, listeners: list[Any] | None = None,
+def start(sweep: Sweep, workers: int = 1, listeners: Callable[[], list[Any]] | None = None,
           on_trial: Callable[[TrialRecord], None] | None = None, initializer: Callable[[], None] | None = None) -> Any:
     """Create the sweep folder, run the trials (in this process, or in ``workers`` processes) and return the study."""
     if workers < 1:
