@@ -87,6 +87,7 @@ def test_condition_on_a_base_config_value(tmp_path):
     ("params:\n  training.lr: {low: 0.1}\n", "needs low and high"),
     ("params:\n  training.lr: {low: 0.1, high: 0.2, scale: 2}\n", "unknown field 'scale'"),
     ("params: {}\n", "has no params"),
+    ("params:\n  method.target_modules: {choices: [[query], [query, value]]}\n", "comma-separated text"),
     ("trials: 3\nparams:\n  training.lr: [0.1]\n", "unknown key 'trials'"),
     ("pruner: asha\nparams:\n  training.lr: [0.1]\n", "unknown pruner 'asha'"),
     ("pruner: {type: median, patience: 3}\nparams:\n  training.lr: [0.1]\n", "has no option 'patience'"),
@@ -102,6 +103,17 @@ def test_bad_space_files_name_the_problem(tmp_path, text, needle):
     message = str(err.value)
     assert needle in message and "space.yaml" in message
     assert "\n" not in message
+
+
+def test_list_options_as_comma_separated_choices(tmp_path):
+    space = sp.load(write(tmp_path, "params:\n  method.target_modules: [\"query,value\", query]\n"), BASE)
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1)).ask()
+    from tunekit.config import from_dict, load
+
+    cfg = from_dict(space.sample(trial, BASE))
+    chosen = trial.params["method.target_modules"]
+    as_set = load(None, {"method": {"name": "lora"}}, [f"method.target_modules={chosen}"])
+    assert cfg.method["target_modules"] == as_set.method["target_modules"]  # what --set would give
 
 
 def test_missing_space_file(tmp_path):

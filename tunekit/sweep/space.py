@@ -189,6 +189,9 @@ def _param(where: str, key: str, spec: Any) -> Param:
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
             raise ConfigError(f"space file {where!r}: {key} has no choices; list at least one value.")
+        if any(isinstance(c, (list, dict)) for c in choices):  # Optuna stores plain values only
+            raise ConfigError(f"space file {where!r}: {key} choices must be plain values; write a list option as "
+                              "comma-separated text, e.g. \"query,value\".")
         return Param(key, "categorical", choices=tuple(choices), when=when)
     if "low" not in spec or "high" not in spec:
         raise ConfigError(f"space file {where!r}: {key} needs low and high (a range) or choices (a list).")
