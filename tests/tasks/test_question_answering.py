@@ -6,7 +6,9 @@ import json
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+from tunekit import cli as cli_module
 from tunekit import options as opts
 from tunekit.builtins.tasks.question_answering.answers import best_answers
 from tunekit.config import DataConfig
@@ -14,6 +16,7 @@ from tunekit.data import read_dataset
 from tunekit.errors import DataError
 from tunekit.models import ResolvedModel
 from tunekit.plugins import registries
+from tunekit.runs import runner
 from tunekit.tasks.protocol import TaskContext
 
 CONTEXT = ("the eu rejects german call . peter blackburn went to brussels . mary lives in paris , "
@@ -177,3 +180,41 @@ def test_v2_figures_threshold_saved_and_used_by_predict(tmp_path, bert_tokenizer
     answered = again.predict(model, [pair])[0]
     assert set(answered) == {"answer", "score", "start"} and answered["answer"] == abstained["span"]
     assert answered["score"] == abstained["score"]
+
+
+def test_the_threshold_kept_is_the_best_evaluations(tmp_path, bert_tokenizer):
+    rows = read_dataset(str(_squad(tmp_path / "s.json")), DataConfig())
+    job = _task().prepare(_ctx(bert_tokenizer, rows, rows))
+    job.save(tmp_path / "run")
+    saved = lambda: json.loads((tmp_path / "run" / "task.json").read_text())["null_score_threshold"]  # noqa: E731
+    assert saved() is None  # nothing tuned before the first evaluation
+    for f1, threshold, kept in [(40.0, 1.5, 1.5), (55.0, -0.5, -0.5), (50.0, 3.0, -0.5), (55.0, 2.0, -0.5)]:
+        job._keep_threshold(f1, threshold)  # the engine keeps the weights of a strictly better eval_f1
+        assert job.found_threshold == kept and saved() == kept
+
+
+def test_run_keeps_the_threshold_and_predict_prints_the_margin(tmp_path, tiny_bert):
+    data = _squad(tmp_path / "s.json")
+    out = tmp_path / "run"
+    summary = runner.run({
+        "model": {"name": str(tiny_bert)}, "task": {"name": "question-answering", "max_length": 32, "stride": 8},
+        "method": {"name": "full"}, "data": {"train": str(data), "validation": str(data)},
+        "training": {"max_steps": 2, "batch_size": 4, "lr": 1e-3, "eval_each_epoch": False},
+        "output": {"dir": str(out)}}).summary
+    assert summary["eval_NoAns_total"] == 1 and "eval_best_f1_thresh" in summary
+    state = json.loads((out / "task.json").read_text())
+    assert state["allow_no_answer"] and state["null_score_threshold"] == summary["eval_best_f1_thresh"]
+    cli_module._load_commands()
+    args = ["predict", "--run", str(out), "--context", CONTEXT, "--output", str(tmp_path / "p.jsonl"),
+            "where does mary live ?", "who works in london ?"]
+    result = CliRunner().invoke(cli_module.cli, args)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 2
+    margin = state["null_score_threshold"]
+    for line in lines:
+        assert {"answer", "score", "start"} <= set(line) and line["input"]["question"].endswith("?")
+        if line["answer"] == "":  # left unanswered: the span it passed over and by how much "no answer" won
+            assert line["span"] in CONTEXT and line["null_margin"] > margin - 1e-3
+        else:
+            assert "null_margin" not in line and CONTEXT[line["start"]:].startswith(line["answer"])
