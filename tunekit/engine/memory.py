@@ -37,13 +37,13 @@ from torch.utils.checkpoint import checkpoint
 from tunekit.config import TrainingConfig
 from tunekit.engine.batching import lengths_of
 from tunekit.errors import ConfigError
+from tunekit.methods.architecture import CACHE_ARGUMENTS
 
 log = logging.getLogger("tunekit.engine")
 
 AUTO_TOKENS = 4096
 """``batch_size x`` longest example (tokens) from which ``gradient_checkpointing: null`` turns it on."""
 
-CACHE_ARGUMENTS = ("cache", "past_key_values")
 _HOOK = "_tunekit_no_cache_hook"
 
 
