@@ -213,3 +213,31 @@ def test_the_run_flag_is_three_way(args, expected):
     tree = overrides_from_flags(values)
     assert tree.get("training", {}).get("gradient_checkpointing") == expected
     assert "resume" not in tree.get("training", {})  # a plain on/off flag left off still sets nothing
+
+
+@pytest.mark.parametrize("quant", ["int8", "nf4"])
+def test_a_quantized_base_trains_the_same_with_checkpointing(tmp_path, quant):
+    """LoRA over an int8 / nf4 base (the QLoRA case): checkpointing recomputes the quantized blocks exactly."""
+    pytest.importorskip("bitsandbytes")
+    from tunekit.plugins import registries
+    from tunekit.runs.quantization import Quantization, quantizer_options
+
+    folder = tmp_path / "base"
+    tiny_llama().save_pretrained(str(folder))
+    quantizer = registries().quantizers.get(quant)
+    quantization = Quantization(quantizer, quantizer_options(quantizer, {}))
+
+    def run(name, checkpointing):
+        model = LlamaForCausalLM.from_pretrained(str(folder), **quantization.load_kwargs(["lm_head"]))
+        getattr(quantizer, "after_load", lambda m: None)(model)
+        torch.manual_seed(0)
+        applied = apply_method(model, "lora", r=2).applied
+        train(model, CausalJob(), cfg(gradient_checkpointing=checkpointing), tmp_path / name, applied=applied)
+        return losses(tmp_path / name), model
+
+    plain, _ = run("plain", False)
+    checked, model = run("ckpt", True)
+    assert is_checkpointing(model)
+    assert any(type(m).__name__ in ("Linear8bitLt", "Linear4bit") for m in model.modules())
+    assert len(plain) == 4 and all(torch.isfinite(torch.tensor(plain)))
+    assert checked == plain
