@@ -128,3 +128,22 @@ def test_cli_bad_input_is_one_line(tmp_path, args, needle):
     assert proc.returncode != 0
     assert needle in proc.stderr and "Traceback" not in proc.stderr
     assert [line for line in proc.stderr.splitlines() if line.strip()][-1].startswith("error:")
+
+
+def test_cli_checkpointing_defaults_to_what_a_run_does(tmp_path):
+    """Without the flag the estimate follows training.gradient_checkpointing: null (on from 4096 tokens a batch)."""
+    from click.testing import CliRunner
+
+    from tunekit import cli as cli_module
+
+    cli_module._load_commands()
+    config = str(write_config(tmp_path, TINY_LLAMA))
+
+    def activations(length: int, *flags: str) -> int:
+        result = CliRunner().invoke(cli_module.cli, ["estimate", "--model", config, "-b", "4", "-l", str(length),
+                                                     "--json", *flags], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["activations"]
+
+    assert activations(1024) == activations(1024, "--gradient-checkpointing") < activations(1024, "--no-gradient-checkpointing")
+    assert activations(256) == activations(256, "--no-gradient-checkpointing") > activations(256, "--gradient-checkpointing")

@@ -38,16 +38,21 @@ def _method_options(pairs: tuple[str, ...]) -> dict[str, object]:
 @click.option("--quantize", default="none", show_default=True, help="Base storage: none, int8, nf4 or fp4.")
 @click.option("--batch-size", "-b", type=int, default=16, show_default=True, help="Examples per batch.")
 @click.option("--length", "-l", type=int, default=256, show_default=True, help="Tokens per example.")
-@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=False, show_default=True,
-              help="Recompute each block in backward (training.gradient_checkpointing).")
+@click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None,
+              help="Recompute each block in backward (training.gradient_checkpointing); default: what a run does "
+                   "by itself, on from batch x length >= 4096 tokens.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
               help="training.precision.")
 @click.option("--full-logits", is_flag=True, help="Model a loss that holds the whole batch's logits (no chunking).")
 @click.option("--json", "as_json", is_flag=True, help="Print the estimate as JSON.")
 def estimate(model: str, method: str, options: tuple[str, ...], task: str | None, quantize: str, batch_size: int,
-             length: int, gradient_checkpointing: bool, precision: str, full_logits: bool, as_json: bool) -> None:
+             length: int, gradient_checkpointing: bool | None, precision: str, full_logits: bool, as_json: bool) -> None:
     """Predict the peak memory of training MODEL with METHOD, split into weights, optimiser state, activations."""
     from tunekit import estimate as est
+    from tunekit.engine.memory import AUTO_TOKENS
+
+    if gradient_checkpointing is None:  # the run's own rule (training.gradient_checkpointing: null)
+        gradient_checkpointing = batch_size * length >= AUTO_TOKENS
 
     settings = est.Settings(batch_size=batch_size, length=length, gradient_checkpointing=gradient_checkpointing,
                             precision=precision, quantize=quantize, task=task,
