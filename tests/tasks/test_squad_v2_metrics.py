@@ -8,7 +8,7 @@ import random
 import pytest
 
 from tunekit.builtins.tasks.question_answering.answers import Answer, decide
-from tunekit.builtins.tasks.question_answering.squad_v2 import best_threshold, score_questions, squad_v2_report
+from tunekit.builtins.tasks.question_answering.squad_v2 import Scored, best_threshold, score_questions, squad_v2_report
 
 
 def _answer(span: str, score: float, null: float) -> Answer:
@@ -94,3 +94,12 @@ def test_groups_without_questions_are_left_out():
     answers = [_answer("paris", 1.0, 0.0)]
     r = squad_v2_report(decide(answers, True, 0.0), [["paris"]])
     assert "NoAns_total" not in r and r["HasAns_total"] == 1 and r["f1"] == 100.0
+
+
+def test_rounding_error_does_not_make_a_better_threshold():
+    rows = [Scored(False, 1.0, 0, 0, answered=(0, 0.0), unanswered=(0, 0.3)),
+            Scored(True, 2.0, 0, 0, answered=(0, 0.1), unanswered=(0, 0.0)),
+            Scored(True, 3.0, 0, 0, answered=(0, 0.2), unanswered=(0, 0.0))]
+    # answering all three sums 0.3 - 0.3 + 0.1 + 0.2 = 0.30000000000000004 in floats: no better than none
+    f1, thresh = best_threshold(rows, 1)
+    assert f1 == pytest.approx(10.0) and thresh < 1.0

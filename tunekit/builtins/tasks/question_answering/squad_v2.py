@@ -11,7 +11,8 @@ at run time, see ``tunekit.tasks.metrics``). The definitions follow the official
   question is left unanswered when ``null_score - best_span_score > t``. The threshold reported is the
   margin of the last question still answered. Where leaving every question unanswered scores best, it is
   just below the smallest margin (the official script reports 0.0 there, which would not reproduce the
-  score); questions of equal margin are answered or not together.
+  score); questions of equal margin are answered or not together, and a threshold must beat the best so far by
+  more than rounding error (summed F1 fractions).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def best_threshold(rows: Sequence[Scored], which: int) -> tuple[float, float]:
         while i < len(order) and order[i].margin == margin:
             total += order[i].answered[which] - order[i].unanswered[which]
             i += 1
-        if total > best:
+        if total > best + 1e-9:  # F1 fractions summed in another order may differ in the last bits
             best, best_thresh = total, margin
     return 100.0 * best / len(rows), best_thresh
 
