@@ -218,7 +218,7 @@ def loss_check(length: int, tk: dict[str, Any], peer: dict[str, Any]) -> Check:
     equal = loss_t is not None and loss_p is not None and abs(loss_t - loss_p) <= LOSS_TOLERANCE
     check = Check.ratio_at_most("memory", f"LoRA SFT peak RSS at {BATCH}x{length}", value(tk, "train_peak_rss_mb"),
                                 value(peer, "train_peak_rss_mb"), TARGET, extra_ok=equal,
-                                note=f"eval loss {loss_t} vs {loss_p} (needs |diff| <= {LOSS_TOLERANCE})")
+                                note=f"eval loss {loss_t} vs {loss_p} (needs a difference of at most {LOSS_TOLERANCE})")
     if length != TARGET_LENGTH:
         check.target, check.status = "report only", "INFO" if check.ratio is not None else "N/A"
     return check
