@@ -158,8 +158,9 @@ def test_v2_figures_threshold_saved_and_used_by_predict(tmp_path, bert_tokenizer
     rows = read_dataset(str(_squad(tmp_path / "s.json")), DataConfig())
     job = _task().prepare(_ctx(bert_tokenizer, rows, rows))
     model = job.build_model(ResolvedModel(str(tiny_bert)), {})
-    job.save(tmp_path / "run")  # the runner writes the state before training; evaluation rewrites it
+    job.save(tmp_path / "run")  # the runner writes the state before training and again after it
     scores = job.evaluate(model, _batches(job))
+    job.save(tmp_path / "run")
     for key in ("exact_match", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact",
                 "NoAns_f1", "NoAns_total", "best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh", "loss"):
         assert f"eval_{key}" in scores, key
@@ -190,6 +191,7 @@ def test_the_threshold_kept_is_the_best_evaluations(tmp_path, bert_tokenizer):
     assert saved() is None  # nothing tuned before the first evaluation
     for f1, threshold, kept in [(40.0, 1.5, 1.5), (55.0, -0.5, -0.5), (50.0, 3.0, -0.5), (55.0, 2.0, -0.5)]:
         job._keep_threshold(f1, threshold)  # the engine keeps the weights of a strictly better eval_f1
+        job.save(tmp_path / "run")
         assert job.found_threshold == kept and saved() == kept
 
 

@@ -281,6 +281,7 @@ def _run_held(cfg: RunConfig, out: Path, listeners: Sequence[Any], main: bool) -
                    config_fingerprint=fingerprint(cfg), overwrite=cfg.output.overwrite)
     if not main:
         return RunResult(out, {}, dict(getattr(result, "final_metrics", {}) or {}))
+    job.save(out)  # again: what the job learned while training (e.g. a tuned threshold) goes with the weights
     tmp = out / f".{ADAPTER_DIR}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     applied.save(tmp)

@@ -99,7 +99,11 @@ class TaskJob(Protocol):
         """Human-readable predictions for raw inputs (texts, question/context pairs, ...)."""
 
     def save(self, folder: str | Path) -> None:
-        """Write what ``restore`` needs (label names, ...) as JSON into ``folder``."""
+        """Write what ``restore`` needs (label names, ...) as JSON into ``folder``.
+
+        The runner calls it before training and again after it, so state the job learns while evaluating
+        (question answering's tuned no-answer threshold) reaches the run folder.
+        """
 
 
 @runtime_checkable

@@ -85,7 +85,6 @@ class QAJob:
         self.train_dataset: Any = None
         self.eval_dataset: Any = None
         self._best_f1: float | None = None
-        self._folder: Path | None = None
         self._told_spans_only = False
 
     @property
@@ -188,13 +187,11 @@ class QAJob:
     def _keep_threshold(self, f1: float, threshold: float) -> None:
         """Keep the threshold of the evaluation the run keeps (best ``eval_f1``, as the engine picks by default).
 
-        The run folder's state is written before training; it is rewritten here so that ``predict`` gets it.
+        The runner saves the job again after training, so the run folder's state then holds it for ``predict``.
         """
         if self._best_f1 is not None and f1 <= self._best_f1:
             return
         self._best_f1, self.found_threshold = f1, threshold
-        if self._folder is not None:
-            self.save(self._folder)
 
     def predict(self, model: nn.Module, inputs: Sequence[Any]) -> list[dict[str, Any]]:
         """For each (question, context) pair or {"question", "context"} record: the answer, its score and start.
@@ -218,7 +215,6 @@ class QAJob:
         raise UsageError("question-answering inputs are (question, context) pairs or records with question and context.")
 
     def save(self, folder: str | Path) -> None:
-        self._folder = Path(folder)
         threshold = self.found_threshold if self.found_threshold is not None else self.tuned_threshold
         pieces.write_state(folder, QuestionAnswering.name, {
             "allow_no_answer": self.allow_no_answer, "head_modules": self.head_modules,
