@@ -111,15 +111,15 @@ def _optuna_plot(kind: str, study: Any, path: Path) -> Path | None:
     except ImportError:
         log.info("matplotlib is not installed; %s not written", path.name)
         return None
-    try:
-        ax = getattr(ovm, kind)(study)
-    except (ValueError, RuntimeError) as exc:  # e.g. importances over parameters no two trials share
-        log.info("%s not written: %s", path.name, exc)
-        return None
-    fig = ax.figure
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    with plt.rc_context():  # optuna switches pyplot to its own style; keep it from outliving this plot
+        try:
+            ax = getattr(ovm, kind)(study)
+        except (ValueError, RuntimeError) as exc:  # e.g. importances over parameters no two trials share
+            log.info("%s not written: %s", path.name, exc)
+            return None
+        fig = ax.figure
+        fig.savefig(path, bbox_inches="tight")
+        plt.close(fig)
     return path
 
 
