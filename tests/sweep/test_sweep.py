@@ -170,3 +170,20 @@ def test_compare_refuses_an_unknown_method_before_training(tiny, tmp_path, capsy
                         "--output", str(out))
     assert code == 2 and "lorra" in err and "Traceback" not in err
     assert not out.exists()  # the first method did not train either
+
+
+def test_fail_stale_leaves_a_trial_that_finished_after_it_was_read(tmp_path):
+    """A worker tells the study, then frees the trial's folder: another worker that read the trial as RUNNING just
+    before must not try to fail it (optuna refuses to tell a finished trial)."""
+    from tunekit.sweep.study import fail_stale
+
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
+    trial = study.ask()
+    snapshot = study.get_trials(deepcopy=True)  # what the other worker read: trial 0 RUNNING
+    study.tell(trial, 1.0)  # its own worker finishes it, then frees trial-0/
+    study.get_trials = lambda **kwargs: snapshot
+    assert fail_stale(study, tmp_path) == []
+    stale = study.ask()  # a trial whose worker died: RUNNING with a free folder
+    study.get_trials = lambda **kwargs: [t for t in optuna.load_study(
+        study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}").get_trials() if t.number == stale.number]
+    assert fail_stale(study, tmp_path) == [stale.number]

@@ -149,7 +149,10 @@ def fail_stale(study: Any, folder: Path) -> list[int]:
             locking.ensure_free(folder / f"trial-{trial.number}")
         except locking.RunFolderInUseError:
             continue  # a live worker is running it
-        study.tell(trial.number, state=TrialState.FAIL)
+        try:
+            study.tell(trial.number, state=TrialState.FAIL)
+        except ValueError:  # finished after the states were read: a worker tells the study before freeing the folder
+            continue
         failed.append(trial.number)
         log.warning("trial %d was left RUNNING by a process that stopped; marked it FAIL", trial.number)
     return failed
