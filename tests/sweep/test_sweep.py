@@ -88,7 +88,8 @@ def test_sweep_prunes_writes_outputs_and_best_yaml_reproduces(tiny, tmp_path):
 
 def test_sigkill_then_the_same_command_continues_the_study(tiny, tmp_path):
     root, space = tmp_path / "sweeps", space_file(tmp_path, PLAIN_SPACE)
-    args = sweep_args(tiny, space, root, 3, "--set", "training.max_steps=60", "--set", "training.eval_steps=20")
+    # trials long enough that the kill lands inside the second one
+    args = sweep_args(tiny, space, root, 3, "--set", "training.max_steps=200", "--set", "training.eval_steps=100")
     folder = root / "space"
     proc = popen(*args)
     try:
@@ -109,8 +110,9 @@ def test_sigkill_then_the_same_command_continues_the_study(tiny, tmp_path):
 
 def test_two_workers_share_one_sqlite_study(tiny, tmp_path):
     root = tmp_path / "sweeps"
+    # trials long next to a worker's start-up, so the second worker gets some before the first ends them all
     args = sweep_args(tiny, space_file(tmp_path, PLAIN_SPACE), root, 4, "--workers", "2",
-                      "--set", "training.max_steps=60", "--set", "training.eval_steps=20")
+                      "--set", "training.max_steps=200", "--set", "training.eval_steps=100")
     proc = tunekit(*args)
     assert proc.returncode == 0, proc.stderr[-3000:]
     folder = root / "space"
