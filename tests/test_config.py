@@ -114,6 +114,7 @@ def test_config_records_a_list_option_given_as_a_string_as_the_list(monkeypatch)
     """``--set method.KEY=a,b`` for a ``list[str]`` option is recorded (config.yaml) as the list it means."""
     from dataclasses import dataclass
 
+    from tests.plugins.support import FakeMethod
     from tunekit import plugins
     from tunekit.hookspecs import hookimpl
     from tunekit.options import option
@@ -122,24 +123,13 @@ def test_config_records_a_list_option_given_as_a_string_as_the_list(monkeypatch)
     class ListOptions:
         modules: list[str] = option(["query"], "Modules, e.g. [query, intermediate].")
 
-    class ListMethod:
-        name = "list-method"
-        description = "A method with a list option."
+    class ListMethod(FakeMethod):
         options_class = ListOptions
-
-        def apply(self, model, options, keep_trainable=()):
-            raise NotImplementedError
-
-        def expected_trainable(self, arch, options):
-            return 0
-
-        def load(self, model, folder):
-            raise NotImplementedError
 
     class Plugin:
         @hookimpl
         def register_methods(self, register):
-            register(ListMethod())
+            register(ListMethod("list-method", "A method with a list option."))
 
     monkeypatch.setattr(plugins, "_current", plugins._current)
     plugins.reset(extra_plugins=[Plugin()])
