@@ -67,22 +67,24 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, fl
     return {key: 100.0 * total / len(references) for key, total in totals.items()}
 
 
-def bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
-    """sacrebleu's corpus BLEU (0-100) of the predictions against one reference each."""
+def _corpus(metric: str, predictions: Sequence[str], references: Sequence[str]) -> float:
+    """sacrebleu's corpus score of ``metric`` (``BLEU`` or ``CHRF``, default settings), one reference each."""
     _check(predictions, references)
     sacrebleu_metrics = _require("sacrebleu.metrics", "sacrebleu")
     if not references:
         return 0.0
-    return float(sacrebleu_metrics.BLEU().corpus_score(list(predictions), [list(references)]).score)
+    scorer = getattr(sacrebleu_metrics, metric)()
+    return float(scorer.corpus_score(list(predictions), [list(references)]).score)
+
+
+def bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """sacrebleu's corpus BLEU (0-100) of the predictions against one reference each."""
+    return _corpus("BLEU", predictions, references)
 
 
 def chrf(predictions: Sequence[str], references: Sequence[str]) -> float:
     """sacrebleu's corpus chrF (0-100) of the predictions against one reference each."""
-    _check(predictions, references)
-    sacrebleu_metrics = _require("sacrebleu.metrics", "sacrebleu")
-    if not references:
-        return 0.0
-    return float(sacrebleu_metrics.CHRF().corpus_score(list(predictions), [list(references)]).score)
+    return _corpus("CHRF", predictions, references)
 
 
 def generation_scores(predictions: Sequence[str], references: Sequence[str], prefix: str = "") -> dict[str, float]:
