@@ -33,6 +33,12 @@ class ModelConfig:
         "`--set model.quantize_options.KEY=VALUE` sets one.")
     revision: str | None = option(None, "Hub revision (branch, tag or commit) for hub ids.")
     trust_remote_code: bool = option(False, "Allow a hub model to run its own Python code. Off unless you trust it.")
+    init_from: str | None = option(
+        None, "Start from the trained weights of this finished run folder (adapter and head, or the whole model), "
+        "with its base model, method and task and their options; see docs/deployment.md.")
+    extend_labels: bool = option(
+        False, "With `init_from`: accept training labels the parent run did not have; their head rows start fresh "
+        "and known labels keep the parent's rows.")
 
 
 @dataclass
@@ -341,7 +347,9 @@ def load(path: str | Path | None = None, overrides: Mapping[str, Any] | None = N
             raise ConfigError(f"--set {item}: write it as KEY=VALUE, e.g. --set method.r=16.")
         key, value = item.split("=", 1)
         set_path(tree, key.strip(), parse_value(value))
-    return from_dict(tree)
+    from tunekit.runs.init_from import inherit
+
+    return from_dict(inherit(tree))
 
 
 def to_yaml(cfg: RunConfig) -> str:

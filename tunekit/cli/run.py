@@ -29,6 +29,7 @@ FLAG_KEYS = {
     "lr": "training.lr",
     "seed": "training.seed",
     "quantize": "model.quantize",
+    "init_from": "model.init_from",
     "precision": "training.precision",
     "resume": "training.resume",
     "overwrite": "output.overwrite",
@@ -92,7 +93,9 @@ def overrides_from_flags(values: dict[str, Any]) -> dict[str, Any]:
         value = values.get(flag)
         unset_false = value is False and not _optional_bool(config_mod.key_field(key)[0])
         if value is not None and not unset_false and value != ():
-            config_mod.set_path(tree, key, list(value) if isinstance(value, tuple) else value)
+            if isinstance(value, tuple):  # a repeatable flag: --report-to a --report-to b, or --report-to a,b
+                value = [part.strip() for item in value for part in str(item).split(",") if part.strip()]
+            config_mod.set_path(tree, key, value)
     return tree
 
 

@@ -92,7 +92,9 @@ def as_config(config: RunConfig | Mapping[str, Any] | str | os.PathLike) -> RunC
     if isinstance(config, RunConfig):
         return config
     if isinstance(config, Mapping):
-        return config_mod.from_dict(config)
+        from tunekit.runs.init_from import inherit
+
+        return config_mod.from_dict(inherit(config))
     return config_mod.load(config)
 
 
@@ -219,7 +221,12 @@ def prepare(cfg: RunConfig, before_method: Callable[[Any, Any], None] | None = N
     _check_token_ids(cfg, job, model)
     if before_method is not None:
         before_method(job, model)
-    applied = method.apply(model, method_options, list(job.head_modules))
+    if cfg.model.init_from:
+        from tunekit.runs.init_from import apply_parent
+
+        applied = apply_parent(cfg, (task, job, tokenizer), model, method)
+    else:
+        applied = method.apply(model, method_options, list(job.head_modules))
     trainable, total = count_parameters(model)
     report = MethodReport(cfg.method_name, trainable, total, list(applied.injected), applied)
     if trainable == 0:
@@ -299,6 +306,10 @@ def _run_held(cfg: RunConfig, out: Path, listeners: Sequence[Any], main: bool) -
         **_result_fields(result),
         "output_dir": str(out),
     }
+    if cfg.model.init_from:
+        from tunekit.runs.init_from import parent_record
+
+        summary["init_from"] = parent_record(Path(cfg.model.init_from))
     if scorer is not None:
         summary.update(scorer.scores)
         _emit(listeners, "on_heldout", scorer.records, summary)
