@@ -36,6 +36,7 @@ from tunekit.methods.protocol import METHOD_OPTIONAL, MethodReport, count_parame
 from tunekit.models import ResolvedModel, resolve_model
 from tunekit.plugins import registries
 from tunekit.protocols import optional
+from tunekit.report.details import DetailsRecorder
 from tunekit.runs import locking, provenance
 from tunekit.runs.heldout import HeldoutScorer, heldout_rows
 from tunekit.runs.output_folder import ADAPTER_DIR, SUMMARY_FILE, check_output_dir, clear_previous_run
@@ -284,7 +285,10 @@ def _run_held(cfg: RunConfig, out: Path, listeners: Sequence[Any], main: bool) -
         provenance.write(out, providers)
         job.save(out)
         prepared.tokenizer.save_pretrained(out / TOKENIZER_DIR)
-    result = train(model, job, cfg.training, out, applied=applied, listeners=[*listeners, scorer] if scorer else listeners,
+    recorder = DetailsRecorder(job, out, cfg.training.metric_for_best)  # eval_details.json, for report.html
+    sizes = {"train": len(job.train_dataset or ()), "eval": len(job.eval_dataset or ())}
+    result = train(model, job, cfg.training, out, applied=applied,
+                   listeners=[*listeners, recorder, *([scorer] if scorer else [])],
                    config_fingerprint=fingerprint(cfg), overwrite=cfg.output.overwrite)
     if not main:
         return RunResult(out, {}, dict(getattr(result, "final_metrics", {}) or {}))
@@ -304,6 +308,7 @@ def _run_held(cfg: RunConfig, out: Path, listeners: Sequence[Any], main: bool) -
         "total_params": report.total_params,
         "trainable_percent": round(report.trainable_percent, 4),
         **_result_fields(result),
+        "data_sizes": sizes,
         "output_dir": str(out),
     }
     if cfg.model.init_from:
@@ -314,8 +319,20 @@ def _run_held(cfg: RunConfig, out: Path, listeners: Sequence[Any], main: bool) -
         summary.update(scorer.scores)
         _emit(listeners, "on_heldout", scorer.records, summary)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
+    _write_report(out)
     _emit(listeners, "on_run_end", summary)
     return RunResult(out, summary, dict(getattr(result, "final_metrics", {}) or {}))
+
+
+def _write_report(out: Path) -> None:
+    """``report.html`` of the finished run; a report that cannot be drawn never fails the run."""
+    try:
+        from tunekit.report import REPORT_FILE, write_report
+
+        write_report([out], out / REPORT_FILE)
+    except Exception as exc:  # the run's results are written; the report is a view of them
+        log.warning("the run finished but its report.html was not written (%s: %s); run `tunekit report %s` to "
+                    "try again.", type(exc).__name__, exc, out)
 
 
 def _result_fields(result: Any) -> dict[str, Any]:
@@ -324,7 +341,7 @@ def _result_fields(result: Any) -> dict[str, Any]:
     fields: dict[str, Any] = dict(final)
     fields["final_metrics"] = final
     fields["best_metrics"] = best
-    for name in ("best_checkpoint", "steps", "epochs", "train_seconds", "tokens_per_second",
+    for name in ("best_checkpoint", "best_step", "metric_for_best", "steps", "epochs", "train_seconds", "tokens_per_second",
                  "peak_memory_mb", "stopped_early"):
         if hasattr(result, name):
             value = getattr(result, name)
