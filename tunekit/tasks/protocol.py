@@ -41,6 +41,11 @@ JOB_OPTIONAL: dict[str, OptionalAttr] = {
                                 callable=True),
     "needs_context": OptionalAttr(False, "True when `predict` inputs are (text, context) pairs, as in question "
                                   "answering: `tunekit predict` then refuses texts given without `--context`"),
+    "eval_details": OptionalAttr(None, "`eval_details() -> list[dict]`: what the most recent `evaluate` saw, as "
+                                 "generic report sections (table, matrix, examples; `tunekit.report.sections` builds "
+                                 "them); the runner writes those of the kept evaluation to eval_details.json and "
+                                 "report.html shows them. Absent means the report shows metrics and curves only",
+                                 callable=True),
 }
 """Optional attributes of a ``TaskJob``: name -> default and meaning (the one declaration of them)."""
 

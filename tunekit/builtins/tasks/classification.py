@@ -20,6 +20,7 @@ from tunekit.errors import DataError, UsageError
 from tunekit.hookspecs import hookimpl
 from tunekit.models import ResolvedModel
 from tunekit.options import check, option
+from tunekit.report import sections
 from tunekit.tasks import metrics, pieces, rows
 from tunekit.tasks.protocol import TaskContext
 
@@ -86,6 +87,7 @@ class ClassificationJob:
         self.head_modules: list[str] = list(HEAD_GUESS) + (["pooler"] if options.train_pooler else [])
         self.train_dataset: Any = None
         self.eval_dataset: Any = None
+        self._seen: tuple[list[int], list[int], list[tuple[float, list[int], int, int]]] = ([], [], [])
         pieces.ensure_pad_token(tokenizer)
 
     # --- data -------------------------------------------------------------------------------
@@ -153,6 +155,7 @@ class ClassificationJob:
     def evaluate(self, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
         preds: list[int] = []
         refs: list[int] = []
+        wrong: list[tuple[float, list[int], int, int]] = []  # the most confident mistakes, for eval_details
         total_loss = 0.0
         with pieces.evaluating(model):
             device = pieces.model_device(model)
@@ -162,6 +165,8 @@ class ClassificationJob:
                 total_loss += F.cross_entropy(logits, batch["labels"], reduction="sum").item()
                 preds.extend(logits.argmax(-1).tolist())
                 refs.extend(batch["labels"].tolist())
+                _keep_mistakes(wrong, logits.softmax(-1), batch)
+        self._seen = (preds, refs, wrong)
         n = max(len(refs), 1)
         return {
             "eval_loss": total_loss / n,
@@ -169,6 +174,17 @@ class ClassificationJob:
             "eval_f1": metrics.f1_macro(preds, refs),
             "eval_matthews_correlation": metrics.matthews_correlation(preds, refs),
         }
+
+    def eval_details(self) -> list[dict[str, Any]]:
+        """The last evaluation for the report: confusion matrix, per-class scores, the most confident mistakes."""
+        preds, refs, wrong = self._seen
+        values = sections.confusion_counts(self.labels, preds, refs)
+        rows = [[self.tokenizer.decode(ids, skip_special_tokens=True), self.labels[ref], self.labels[pred], conf]
+                for conf, ids, ref, pred in sorted(wrong, key=lambda w: -w[0])]
+        return [sections.matrix("Confusion matrix", self.labels, values),
+                sections.prf_table("Per-class scores", sections.class_counts(self.labels, values)),
+                sections.examples("Most confident mistakes", ["text", "true", "predicted", "confidence"], rows,
+                                  note=None if rows else "no evaluation example was misclassified")]
 
     def predict(self, model: nn.Module, inputs: Sequence[Any]) -> list[dict[str, Any]]:
         """For each text (or (text, pair) tuple, or row dict): ``{"label": name, "score": probability}``."""
@@ -214,6 +230,17 @@ class ClassificationJob:
             "label_column": self.label_column,
             "head_modules": self.head_modules,
         })
+
+
+def _keep_mistakes(wrong: list[tuple[float, list[int], int, int]], probs: torch.Tensor, batch: dict[str, Any],
+                   keep: int = 10) -> None:
+    """Add the batch's misclassified examples to ``wrong``, keeping the ``keep`` most confident ones."""
+    confidence, predicted = probs.max(-1)
+    for row in (predicted != batch["labels"]).nonzero().flatten().tolist():
+        ids = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
+        wrong.append((float(confidence[row]), ids, int(batch["labels"][row]), int(predicted[row])))
+    wrong.sort(key=lambda w: -w[0])
+    del wrong[keep:]
 
 
 def _texts(data: Any, column: str) -> list[str]:

@@ -20,6 +20,7 @@ from tunekit.errors import DataError, UsageError
 from tunekit.hookspecs import hookimpl
 from tunekit.models import ResolvedModel
 from tunekit.options import check, option
+from tunekit.report import sections
 from tunekit.tasks import metrics, pieces, rows
 from tunekit.tasks.protocol import TaskContext
 
@@ -63,6 +64,7 @@ class TokenClassificationJob:
         self.head_modules: list[str] = ["classifier", "score"]
         self.train_dataset: Any = None
         self.eval_dataset: Any = None
+        self._seen: tuple[list[list[str]], list[list[str]]] = ([], [])  # the last evaluation, for eval_details
 
     def _tokenize(self, sentences: list[list[str]]) -> Any:
         return self.tokenizer(sentences, is_split_into_words=True, truncation=True, max_length=self.options.max_length)
@@ -158,10 +160,23 @@ class TokenClassificationJob:
                     mask = starts[row]
                     preds.append([self.labels[i] for i in best[row][mask].tolist()])
                     golds.append([self.labels[i] for i in labels[row][mask].tolist()])
+        self._seen = (preds, golds)
         scores = metrics.entity_scores(preds, golds)
         out = {f"eval_{k}": v for k, v in scores.items()}
         out["eval_loss"] = total / max(count, 1)
         return out
+
+    def eval_details(self) -> list[dict[str, Any]]:
+        """The last evaluation for the report: entity precision, recall and F1 per entity type."""
+        counts: dict[str, list[int]] = {}
+        for pred, gold in zip(*self._seen, strict=True):
+            found, wanted = metrics.entities(pred), metrics.entities(gold)
+            for group, entities in ((0, found & wanted), (1, found), (2, wanted)):
+                for kind, _, _ in entities:
+                    counts.setdefault(kind, [0, 0, 0])[group] += 1
+        ordered = {kind: (c[0], c[1], c[2]) for kind, c in sorted(counts.items())}
+        return [sections.prf_table("Entity scores per type", ordered, name="entity type",
+                                   note="an entity counts as right only when its type and both ends match")]
 
     def predict(self, model: nn.Module, inputs: Sequence[Any]) -> list[dict[str, Any]]:
         """Tags and entities for each sentence (a text split on white space, or a list of words)."""

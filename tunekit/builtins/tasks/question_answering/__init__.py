@@ -29,6 +29,7 @@ from tunekit.errors import DataError, UsageError
 from tunekit.hookspecs import hookimpl
 from tunekit.models import ResolvedModel
 from tunekit.options import check, option
+from tunekit.report import sections
 from tunekit.tasks import metrics, pieces, rows
 from tunekit.tasks.protocol import TaskContext
 
@@ -86,6 +87,7 @@ class QAJob:
         self.eval_dataset: Any = None
         self._best_f1: float | None = None
         self._told_spans_only = False
+        self._seen: tuple[list[Example], list[Answer], dict[str, float]] = ([], [], {})  # for eval_details
 
     @property
     def null_threshold(self) -> float:
@@ -182,7 +184,23 @@ class QAJob:
                                           dict(zip(keys, golds, strict=True)))
         out = {f"eval_{k}": v for k, v in scores.items()}
         out["eval_loss"] = total / max(count, 1)
+        self._seen = (list(features.examples), answers, dict(scores))
         return out
+
+    def eval_details(self, samples: int = 15) -> list[dict[str, Any]]:
+        """The last evaluation for the report: exact match and F1, and the first answers against the gold ones."""
+        examples, answers, scores = self._seen
+        figures = [[k, v] for k, v in scores.items()]
+        rows, marks = [], []
+        for example, answer in list(zip(examples, answers, strict=True))[:samples]:
+            gold = [a for a in example.answers if a] or [""]
+            f1 = max(metrics.squad_f1(answer.text, g) for g in gold)
+            rows.append([example.question, " | ".join(gold) or "(no answer)", answer.text or "(no answer)",
+                         max(metrics.squad_exact(answer.text, g) for g in gold), f1])
+            marks.append("good" if f1 == 1.0 else "bad" if f1 == 0.0 else "")
+        return [sections.table("SQuAD figures (exact match and F1 in percent)", ["figure", "value"], figures),
+                sections.examples("Sample answers", ["question", "gold answers", "predicted", "exact", "F1"], rows,
+                                  marks, note=f"the first {len(rows)} of {len(examples)} evaluation questions")]
 
     def _keep_threshold(self, f1: float, threshold: float) -> None:
         """Keep the threshold of the evaluation the run keeps (best ``eval_f1``, as the engine picks by default).
