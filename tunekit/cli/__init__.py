@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "tunekit.cli.estimate",
     "tunekit.cli.sweep",
     "tunekit.cli.compare",
+    "tunekit.cli.report",
 ]
 
 # Tables stay readable when the output is a pipe or a file (rich would otherwise assume 80 columns).

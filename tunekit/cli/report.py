@@ -1,0 +1,22 @@
+"""``tunekit report``: one self-contained HTML page for run folders (compared when several) and sweep folders."""
+
+from __future__ import annotations
+
+import click
+
+from tunekit.cli import cli, console
+
+
+@cli.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="The HTML file to write; default: FOLDER/report.html for one folder, ./report.html for several.")
+def report(folders: tuple[str, ...], output: str | None) -> None:
+    """Write the report of run folders (and sweep folders): what each run did, curves, metrics, task details.
+
+    Several runs get one comparison table and overlaid curves. The page needs no network.
+    """
+    from tunekit.report import write_report
+
+    path = write_report(list(folders), output)
+    console.print(f"wrote {path}", highlight=False)
