@@ -93,7 +93,9 @@ class TrainingConfig:
     load_best_at_end: bool = option(True, "Finish with the weights of the best evaluation (by metric_for_best) rather than the last step.")
     logging_steps: int = option(10, "Write a metrics line every N optimiser steps.")
     resume: bool = option(False, "Continue from the last complete checkpoint in the output folder.")
-    report_to: list[str] = option([], "Extra loggers: `tensorboard`.")
+    report_to: list[str] = option(
+        [], "Experiment trackers, through accelerate: `tensorboard`, `wandb`, `mlflow` or any other name accelerate "
+        "knows, or `all` (every one installed); a comma list works (`--report-to wandb,mlflow`), see docs/training.md.")
     group_by_length: bool = option(True, "Batch examples of similar length together to save padding.")
     cache_frozen: bool = option(True, "Cache the outputs of frozen lower layers and reuse them in later epochs.")
     gradient_checkpointing: bool | None = option(
@@ -115,8 +117,10 @@ class TrainingConfig:
             check(value is None or value > 0, f"training.{key} must be positive, not {value}.")
         check(self.logging_steps > 0, "training.logging_steps must be positive.")
         check(self.save_total_limit >= 1, "training.save_total_limit must be at least 1.")
-        for name in self.report_to:
-            check(name in ("tensorboard",), f"training.report_to: unknown logger {name!r}; known: tensorboard.")
+        if self.report_to:
+            from tunekit.runs.trackers import check_names
+
+            check_names(self.report_to)
 
 
 @dataclass

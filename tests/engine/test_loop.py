@@ -181,15 +181,6 @@ def test_rerun_into_a_folder_with_checkpoints_needs_resume_or_overwrite(tmp_path
     assert result.steps == 2 and find_last_checkpoint(tmp_path / "run") is None
 
 
-def test_tensorboard_missing_is_a_clear_error(tmp_path):
-    if importlib.util.find_spec("tensorboard"):
-        _, result = run(tmp_path, max_steps=2, report_to=["tensorboard"])
-        assert any((tmp_path / "run" / "tensorboard").iterdir())
-        return
-    with pytest.raises(ConfigError, match="pip install tensorboard"):
-        run(tmp_path, max_steps=2, report_to=["tensorboard"])
-
-
 def test_empty_training_set_is_a_data_error(tmp_path):
     from tunekit.errors import DataError
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import threading
 import time
@@ -116,7 +117,7 @@ class _Trainer:
         self.fingerprint = fingerprint
         self.acc = su.make_accelerator()
         self.events = Listeners(listeners, enabled=self.acc.is_main_process)
-        self.metrics = MetricsLog(self.out, training.report_to, enabled=self.acc.is_main_process)
+        self.metrics = MetricsLog(self.out, enabled=self.acc.is_main_process)
         self.resume_from = su.resume_folder(self.acc, self.out, training, overwrite)
         self.metric_name: str | None = training.metric_for_best or getattr(job, "metric_for_best", None)
         self.greater = ev.metric_sense(self.metric_name, job) if self.metric_name else True
@@ -160,7 +161,6 @@ class _Trainer:
             ) from None
         if self.interrupted:
             folder = self._save_checkpoint()
-            self.metrics.close()
             raise TrainingInterrupted(
                 f"training was interrupted at step {self.state.global_step} of {total_steps} and saved to "
                 f"{str(folder)!r}; rerun the same command with --resume to continue."
@@ -177,7 +177,6 @@ class _Trainer:
         result = make_result(state, self.out, self.setup.steps_per_epoch, last_loss, final_metrics, self.metric_name,
                              train_seconds, stopped_early=self.stopped_early, restored=restored,
                              resumed_from=self.resume_from)
-        self.metrics.close()
         if self.acc.is_main_process:
             self.metrics.plot()
         self.events.emit("on_train_end", result)
@@ -219,8 +218,11 @@ class _Trainer:
         group = batches[state.batch_index:state.batch_index + self.cfg.grad_accum]
         step_loss = self._accumulate(group, window)
         grad_norm = None
-        if self.cfg.max_grad_norm is not None:
-            grad_norm = float(self.acc.clip_grad_norm_(s.trainable, self.cfg.max_grad_norm))
+        # Without clipping, a tracker still gets the norm: clip_grad_norm_ with an infinite bound measures it and
+        # scales the gradients by exactly 1.
+        bound = self.cfg.max_grad_norm if self.cfg.max_grad_norm is not None else math.inf if self.cfg.report_to else None
+        if bound is not None:
+            grad_norm = float(self.acc.clip_grad_norm_(s.trainable, bound))
         s.optimizer.step()
         s.scheduler.step()
         s.optimizer.zero_grad(set_to_none=True)

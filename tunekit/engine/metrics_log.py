@@ -1,5 +1,6 @@
-"""Where metrics go: ``metrics.jsonl`` (one JSON object per logging step and per evaluation), a
-loss-curve PNG (``loss.png``, when matplotlib is installed) and TensorBoard (when asked for)."""
+"""Where metrics go: ``metrics.jsonl`` (one JSON object per logging step and per evaluation) and a
+loss-curve PNG (``loss.png``, when matplotlib is installed). Experiment trackers (TensorBoard, W&B,
+MLflow, ...) are fed from the engine's events by ``tunekit.runs.trackers``."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import logging
 import math
 from pathlib import Path
 from typing import Any
-
-from tunekit.errors import ConfigError
 
 log = logging.getLogger("tunekit.engine")
 
@@ -24,23 +23,12 @@ def _clean(value: Any) -> Any:
 
 
 class MetricsLog:
-    """Appends metric records to ``<out_dir>/metrics.jsonl`` and mirrors them to TensorBoard."""
+    """Appends metric records to ``<out_dir>/metrics.jsonl``."""
 
-    def __init__(self, out_dir: Path, report_to: list[str] | tuple[str, ...] = (), enabled: bool = True) -> None:
+    def __init__(self, out_dir: Path, enabled: bool = True) -> None:
         self.path = Path(out_dir) / METRICS_FILE
         self.out_dir = Path(out_dir)
         self.enabled = enabled
-        self._tb = None
-        if "tensorboard" in report_to:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise ConfigError(
-                    "training.report_to asks for tensorboard but the tensorboard package is not installed; "
-                    "install it (pip install tensorboard) or remove tensorboard from training.report_to."
-                ) from None
-            if enabled:
-                self._tb = SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
 
     def truncate_after(self, step: int) -> None:
         """Drop records of steps after ``step`` (written by a run that was then resumed from ``step``)."""
@@ -66,12 +54,6 @@ class MetricsLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({k: _clean(v) for k, v in record.items()}) + "\n")
-        if self._tb is not None:
-            step = int(record.get("step", 0))
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                    tag = key.replace("eval_", "eval/", 1) if key.startswith("eval_") else f"train/{key}"
-                    self._tb.add_scalar(tag, value, step)
 
     def records(self) -> list[dict[str, Any]]:
         if not self.path.is_file():
@@ -83,11 +65,6 @@ class MetricsLog:
             except ValueError:
                 continue
         return out
-
-    def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
 
     def plot(self) -> Path | None:
         """Write ``loss.png`` (training loss, and evaluation loss when present); None without matplotlib."""
