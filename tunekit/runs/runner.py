@@ -270,6 +270,10 @@ def run(config: RunConfig | Mapping[str, Any] | str | os.PathLike, listeners: Se
 
 def _run_held(cfg: RunConfig, out: Path, listeners: Sequence[Any], main: bool) -> RunResult:
     """The body of :func:`run`, with the run folder created and held."""
+    if main:  # experiment trackers (training.report_to); a tracker whose package is missing stops the run here
+        from tunekit.runs.trackers import listeners as tracker_listeners
+
+        listeners = [*listeners, *tracker_listeners(cfg, out)]
     rows = heldout_rows(cfg.data)
     scorer = HeldoutScorer(rows, out) if rows else None
     prepared = prepare(cfg, scorer.before_method if scorer else None)
