@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "tunekit.cli.estimate",
     "tunekit.cli.sweep",
     "tunekit.cli.compare",
+    "tunekit.cli.serve",
     "tunekit.cli.report",
 ]
 
