@@ -19,4 +19,4 @@ def report(folders: tuple[str, ...], output: str | None) -> None:
     from tunekit.report import write_report
 
     path = write_report(list(folders), output)
-    console.print(f"wrote {path}", highlight=False)
+    console.print(f"wrote {path}", highlight=False, soft_wrap=True)

@@ -175,6 +175,21 @@ def read_sweep(folder: str | Path) -> SweepData:
         columns, rows = (table[0], table[1:]) if table else ([], [])
     best = _text(path / "best.yaml") if (path / "best.yaml").is_file() else None
     plots = {p.name: _png_uri(p) for p in sorted(path.glob("*.png"))}
-    trials = sorted((p for p in path.glob("trial-*") if p.is_dir() and is_run(p)),
-                    key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else 0)
-    return SweepData(path, columns, rows, best, plots, [read_run(t) for t in trials])
+    return SweepData(path, columns, rows, best, plots, [read_run(t) for t in _trial_folders(path, columns, rows)])
+
+
+def _trial_folders(path: Path, columns: list[str], rows: list[list[str]]) -> list[Path]:
+    """The trials' run folders: trials.csv's ``folder`` column, else the ``trial-<n>`` folders of the sweep."""
+    found: list[Path] = []
+    if "folder" in columns:
+        at = columns.index("folder")
+        for row in rows:
+            named = Path(row[at]) if at < len(row) and row[at] else None
+            for candidate in (named, path / named.name if named else None):
+                if candidate is not None and candidate.is_dir() and is_run(candidate):
+                    found.append(candidate)
+                    break
+    if found:
+        return found
+    return sorted((p for p in path.glob("trial-*") if p.is_dir() and is_run(p)),
+                  key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else 0)
