@@ -82,9 +82,10 @@ def clear_previous_run(out: Path) -> None:
     What is left (config.yaml, the tokenizer, the task's state) is rewritten by the new run before it trains.
     """
     from tunekit.engine.checkpoint import clear_training_files
+    from tunekit.runs.trackers import TRACKERS_DIR
 
     clear_training_files(out)
-    for name in (ADAPTER_DIR, SUMMARY_FILE, HELDOUT_FILE):
+    for name in (ADAPTER_DIR, SUMMARY_FILE, HELDOUT_FILE, TRACKERS_DIR):
         target = out / name
         shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
