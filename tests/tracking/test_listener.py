@@ -163,3 +163,13 @@ def test_trackers_are_finished_on_ctrl_c_and_on_success(tmp_path, fake):
     final = fake[1].calls[-2]
     assert fake[1].calls[-1] == ("finish",) and final[1] == result.steps
     assert final[2]["final/train_loss"] == pytest.approx(result.train_loss)
+
+
+def test_overwrite_clears_the_previous_runs_tracker_stores(tmp_path):
+    from tunekit.runs.output_folder import clear_previous_run
+
+    (tmp_path / "trackers" / "tensorboard").mkdir(parents=True)
+    (tmp_path / "trackers" / "mlflow.db").write_text("old run")
+    (tmp_path / "config.yaml").write_text("kept")
+    clear_previous_run(tmp_path)
+    assert not (tmp_path / "trackers").exists() and (tmp_path / "config.yaml").is_file()
