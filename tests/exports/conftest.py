@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.errors.conftest import cli, one_thread  # noqa: F401  (the in-process CLI, one torch thread)
+from tests.tinyrun import make_model
 
 WORDS = "the a good bad movie film great awful fun boring plot acting yes no is it was . , ? ! paris london".split()
 CHAT_TEMPLATE = (
@@ -77,3 +78,27 @@ def llama_run(tmp_path_factory, llama_folder) -> Path:
     rows = [{"prompt": f"is the {w} good ?", "response": f"yes , the {w} is great ."} for w in WORDS[4:12]]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return finished(tmp_path_factory, "llama_run", llama_folder, "causal-lm", data)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def encoder_runs(tmp_path_factory) -> dict[str, Path]:
+    """Finished LoRA runs of tinyrun's BERT for sequence classification, token classification and QA."""
+    d = tmp_path_factory.mktemp("encoder_data")
+    bert = make_model(d / "bert")
+    good, bad = ["the good movie", "great fun", "a good film"], ["the bad film", "awful boring", "a bad plot"]
+    rows = [(good[i % 3], "pos") if i % 2 else (bad[i % 3], "neg") for i in range(16)]
+    cls = _write(d / "train.csv", "sentence,label\n" + "".join(f"{t},{y}\n" for t, y in rows))
+    sentences = [[("the", "O"), ("movie", "B-MISC"), ("was", "O"), ("good", "O")],
+                 [("a", "O"), ("film", "B-MISC"), ("plot", "I-MISC"), ("!", "O")]] * 8
+    conll = _write(d / "train.conll", "\n\n".join("\n".join(f"{w} {t}" for w, t in s) for s in sentences) + "\n")
+    qas = [{"id": str(i), "question": "what was good ?", "answers": [{"text": "the movie", "answer_start": 0}]}
+           for i in range(16)]
+    squad = _write(d / "train.json", json.dumps({"data": [{"title": "t", "paragraphs": [
+        {"context": "the movie was good , the plot was bad .", "qas": qas}]}]}))
+    tasks = {"sequence-classification": cls, "token-classification": conll, "question-answering": squad}
+    return {task: finished(tmp_path_factory, task, bert, task, train) for task, train in tasks.items()}

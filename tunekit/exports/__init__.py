@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tunekit.errors import UsageError
+from tunekit.exports import gguf as gguf_export
+from tunekit.exports import onnx as onnx_export
 from tunekit.exports.common import atomic_folder, check_target, float_model
 
 FORMATS = ("hf", "gguf", "onnx")
@@ -29,24 +31,23 @@ def export_run(run_dir: str | Path, output: str | Path, fmt: str = "hf", *, dtyp
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+    if fmt == "gguf" and dtype not in gguf_export.DTYPES:
+        raise UsageError(f"unknown GGUF --dtype {dtype!r}; choose one of {', '.join(gguf_export.DTYPES)}.")
+    if fmt == "onnx":
+        onnx_export.require_packages()
     out = Path(output)
     check_target(out)
     loaded = load_run(run_dir)
     model, what = float_model(loaded, dequantize)
     if fmt == "gguf":
-        from tunekit.exports.gguf import check_exportable, write_gguf
-
-        check_exportable(model, dtype)
+        gguf_export.check_exportable(model, dtype)
         with atomic_folder(out) as tmp:
-            write_gguf(model, loaded.tokenizer, tmp / GGUF_FILE, dtype, name=Path(run_dir).resolve().name)
+            gguf_export.write_gguf(model, loaded.tokenizer, tmp / GGUF_FILE, dtype, name=Path(run_dir).resolve().name)
         return f"{what} as GGUF ({dtype}) to {out / GGUF_FILE}"
     if fmt == "onnx":
-        from tunekit.exports.onnx import check_exportable as check_onnx
-        from tunekit.exports.onnx import write_onnx
-
-        check_onnx(model)
+        onnx_export.head_of(model)  # refuses a causal LM before any work
         with atomic_folder(out) as tmp:
-            error = write_onnx(model, loaded.tokenizer, tmp)
+            error = onnx_export.write_onnx(model, loaded.tokenizer, tmp)
         return f"{what} as ONNX to {out} (ONNX Runtime matches the run's logits within {error:.1e})"
     from tunekit.models import save_plain_folder
 

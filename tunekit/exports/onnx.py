@@ -47,9 +47,8 @@ def head_of(model: Any) -> tuple[str, list[str]]:
                      "use --format hf.")
 
 
-def check_exportable(model: Any) -> None:
-    """Raise UsageError before any work when ``model`` cannot be written as ONNX or the extra is missing."""
-    head_of(model)
+def require_packages() -> None:
+    """Raise UsageError naming the ``onnx`` extra when one of its packages is missing."""
     for package in ("onnx", "onnxscript", "onnxruntime"):
         require(package, "onnx")
 
@@ -88,9 +87,9 @@ def write_onnx(model: Any, tokenizer: Any, folder: Path) -> float:
     inputs = list(sample)
     batch = torch.export.Dim("batch", min=1, max=1024)
     sequence = torch.export.Dim("sequence", min=1, max=model.config.max_position_embeddings)
-    shapes = tuple({0: batch, 1: sequence} for _ in inputs)
+    shapes = tuple({0: batch, 1: sequence} for _ in inputs)  # one entry: forward takes *tensors
     torch.onnx.export(OutputsAsTuple(model, inputs, outputs).eval(), tuple(sample.values()), str(folder / ONNX_FILE),
-                      input_names=inputs, output_names=outputs, dynamic_shapes=shapes, dynamo=True,
+                      input_names=inputs, output_names=outputs, dynamic_shapes=(shapes,), dynamo=True,
                       external_data=False, verbose=False)
     tokenizer.save_pretrained(folder)
     labels = getattr(model.config, "id2label", None) if kind != "question-answering" else None
