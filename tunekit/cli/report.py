@@ -12,10 +12,7 @@ from tunekit.cli import cli, console
 @click.option("-o", "--output", type=click.Path(), default=None,
               help="The HTML file to write; default: FOLDER/report.html for one folder, ./report.html for several.")
 def report(folders: tuple[str, ...], output: str | None) -> None:
-    """Write the report of run folders (and sweep folders): what each run did, curves, metrics, task details.
-
-    Several runs get one comparison table and overlaid curves. The page needs no network.
-    """
+    """Write one HTML report of run folders and sweep folders (no network needed to read it): what each run did, its curves, metrics and task details; several runs get one comparison table and overlaid curves."""
     from tunekit.report import write_report
 
     path = write_report(list(folders), output)
