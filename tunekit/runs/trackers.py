@@ -133,9 +133,13 @@ def rng_kept() -> Iterator[None]:
 def _mlflow_store(store: Path) -> tuple[dict[str, Any], bool]:
     """The MLflowTracker arguments; sets the run folder's SQLite store when none was chosen (returns True then)."""
     import mlflow
-    from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
-    if is_tracking_uri_set():  # MLFLOW_TRACKING_URI or mlflow.set_tracking_uri: the user's store
+    try:  # MLFLOW_TRACKING_URI or mlflow.set_tracking_uri: the user's store (mlflow has no public test for both)
+        from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
+    except ImportError:
+        def is_tracking_uri_set() -> bool:
+            return bool(os.environ.get("MLFLOW_TRACKING_URI"))
+    if is_tracking_uri_set():
         return {}, False
     mlflow.set_tracking_uri(f"sqlite:///{(store / 'mlflow.db').resolve()}")
     return {"logging_dir": str((store / "mlartifacts").resolve())}, True
