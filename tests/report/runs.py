@@ -15,7 +15,7 @@ from tests import tinyrun
 from tunekit.runs import runner
 
 EXTRA = ("paris france london england mary john lives works where who eu rejects german call peter blackburn "
-         "brussels went to in . , ? capital river name what is").split()
+         "brussels went to in . , ? capital river name what is user assistant :").split()
 CONTEXT = ("eu rejects german call . peter blackburn went to brussels . mary lives in paris , the capital of "
            "france . john works in london , england .")
 TASKS = ("classification", "ner", "qa", "causal-lm")
@@ -115,6 +115,7 @@ def config(task: str, folder: Path, models: dict[str, Path], out: Path, method: 
     else:
         train, heldout = _chat(folder)
         data = {"train": str(train), "val_split": 0.2, "heldout": str(heldout)}
+        train_opts["lr"] = training.get("lr", 5e-2)  # enough for the tuned answers to differ from the base ones
         spec = ({"name": "causal-lm", "max_length": 48, "max_new_tokens": 6}, models["decoder"])
     return {"model": {"name": str(spec[1])}, "task": spec[0], "method": {"name": method}, "data": data,
             "training": train_opts, "output": {"dir": str(out)}}

@@ -124,7 +124,7 @@ def comparison(runs: Sequence[RunData]) -> list[dict[str, Any]]:
 
 def run_view(run: RunData, with_charts: bool) -> dict[str, Any]:
     """Everything the template shows for one run."""
-    blank = {"prompt": "", "keywords": [], "base_answer": "", "tuned_answer": "", "base_correct": False,
+    blank = {"prompt": "", "expected": "", "keywords": [], "base_answer": "", "tuned_answer": "", "base_correct": False,
              "tuned_correct": False}
     heldout = [{**blank, **record} for record in run.heldout]
     return {"run": run, "overview": overview(run), "metrics": metric_rows(run), "providers": providers(run),
