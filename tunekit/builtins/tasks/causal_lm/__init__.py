@@ -44,6 +44,9 @@ class CausalLMOptions:
     predict_batch_size: int = option(32, "Prompts generated together in `predict` (one batched decode, left-padded).")
     packing: bool = option(False, "Pack several training examples into each row of up to max_length tokens (each "
                                   "attends only to itself); evaluation stays unpacked.")
+    generate_eval: bool = option(False, "At each evaluation also generate answers for validation examples and score "
+                                        "them against the references (ROUGE-1/2/L, BLEU, chrF, exact match).")
+    generate_eval_samples: int = option(32, "Validation examples (the first ones) answered when generate_eval is on.")
 
     def validate(self) -> None:
         check(self.max_length > 1, f"task.max_length must be above 1, not {self.max_length}.")
@@ -52,6 +55,7 @@ class CausalLMOptions:
         check(0 < self.top_p <= 1, "task.top_p must be in (0, 1].")
         check(self.repetition_penalty > 0, "task.repetition_penalty must be positive.")
         check(self.predict_batch_size > 0, "task.predict_batch_size must be positive.")
+        check(self.generate_eval_samples > 0, "task.generate_eval_samples must be positive.")
 
 
 class CausalLMJob:
@@ -111,6 +115,9 @@ class CausalLMJob:
                 if all(label == -100 for label in feature["labels"][1:]):
                     dropped += 1
                     continue
+                if self.options.generate_eval and not isinstance(conv, str):  # what generate_eval answers and scores
+                    last = max(i for i, m in enumerate(conv) if m["role"] == "assistant")
+                    feature.update(prompt=conv[:last], reference=conv[last]["content"])
                 features.append(feature)
         if dropped:
             log.warning("%d example(s) had no response tokens left within task.max_length=%d and were skipped",
@@ -176,7 +183,20 @@ class CausalLMJob:
                 total += float(s)
                 count += int(n)
         loss = total / max(count, 1)
-        return {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 50.0))}
+        metrics = {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 50.0))}
+        if self.options.generate_eval:
+            metrics.update(self._generation_metrics(model))
+        return metrics
+
+    def _generation_metrics(self, model: nn.Module) -> dict[str, float]:
+        """Answers to the first ``generate_eval_samples`` validation prompts, scored against their references."""
+        from tunekit.tasks import text_metrics
+
+        items = [f for f in self.eval_dataset or () if "reference" in f][: self.options.generate_eval_samples]
+        if not items:
+            return {}
+        answers = self.predict(model, [f["prompt"] for f in items])
+        return text_metrics.generation_scores(answers, [f["reference"] for f in items], prefix="eval_")
 
     # --- generation -------------------------------------------------------------------------
 
