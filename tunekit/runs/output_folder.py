@@ -82,10 +82,11 @@ def clear_previous_run(out: Path) -> None:
     What is left (config.yaml, the tokenizer, the task's state) is rewritten by the new run before it trains.
     """
     from tunekit.engine.checkpoint import clear_training_files
+    from tunekit.report import EVAL_DETAILS_FILE, REPORT_FILE
     from tunekit.runs.trackers import TRACKERS_DIR
 
     clear_training_files(out)
-    for name in (ADAPTER_DIR, SUMMARY_FILE, HELDOUT_FILE, TRACKERS_DIR):
+    for name in (ADAPTER_DIR, SUMMARY_FILE, HELDOUT_FILE, TRACKERS_DIR, EVAL_DETAILS_FILE, REPORT_FILE):
         target = out / name
         shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
