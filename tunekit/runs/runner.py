@@ -13,6 +13,8 @@ Run folder layout::
     summary.json     parameter counts, final and best metrics, timings, providers
     heldout.jsonl    base and tuned answers to the held-out prompts, when the run has them (tunekit.runs.heldout)
     providers.json   the distribution and version that provided the method and the task (tunekit.runs.provenance)
+    eval_details.json  what the task's kept evaluation saw, when its job has eval_details (tunekit.report.details)
+    report.html      the run report, one self-contained page (tunekit.report)
     .tunekit.lock    held by the process writing the folder (tunekit.runs.locking)
 """
 
