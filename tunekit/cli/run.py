@@ -6,6 +6,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -128,6 +129,9 @@ class ProgressListener:
         shown = "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
         console.print(f"[bold green]done[/] {shown}", highlight=False)
         console.print(f"run folder: {summary['output_dir']}", highlight=False)
+        report = Path(summary["output_dir"]) / "report.html"
+        if report.is_file():
+            console.print(f"report: {report}", highlight=False, soft_wrap=True)
 
 
 def listeners() -> list[Any]:
