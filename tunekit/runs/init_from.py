@@ -3,7 +3,7 @@
 The new run starts from the parent's trained weights (the method's adapter and the task head, or the whole
 model for methods that save it) on new data. It keeps the parent's base model, method and task with their
 options unless the user sets them; a different base model, method, task or method option is one clear
-ConfigError. For tasks with a label set (a job attribute ``labels``), the new training data must have the
+ConfigError. For tasks with a label set (the optional job attribute ``labels``, ``JOB_OPTIONAL``), the new training data must have the
 parent's labels; ``model.extend_labels`` accepts new ones: known labels keep the parent's head rows and new
 labels get fresh rows (normal with the model's ``initializer_range``, zero bias), the way transformers
 initialises a new head. Labels in another order are mapped by name.
@@ -29,9 +29,10 @@ from tunekit import config as config_mod
 from tunekit import options as opts
 from tunekit.errors import ConfigError, DataError, UsageError
 from tunekit.methods.protocol import make_options
+from tunekit.protocols import optional
 from tunekit.runs import locking
 from tunekit.runs.output_folder import ADAPTER_DIR, SUMMARY_FILE
-from tunekit.tasks.protocol import TaskContext
+from tunekit.tasks.protocol import JOB_OPTIONAL, TaskContext
 
 INHERITED_DATA = ("text_column", "text_pair_column", "label_column")
 """Data settings a child run takes from its parent unless given: the columns usually keep their names."""
@@ -118,12 +119,12 @@ def _label_rows(cfg: Any, parent: Any, task_job: tuple[Any, Any, Any], folder: P
     """For each label of the new job, the parent's head row (None: a new label), and the parent's label count;
     no rows when nothing needs mapping (same labels, or a task without labels)."""
     task, job, tokenizer = task_job
-    labels = getattr(job, "labels", None)
+    labels = optional(job, "labels", JOB_OPTIONAL)
     if labels is None:
         return [], 0
     options = opts.build(task.options_class, parent.task_options, where="task")
     parent_job = task.restore(TaskContext(tokenizer, options, parent.data, None, None, parent.training.seed), folder)
-    known = list(getattr(parent_job, "labels", None) or [])
+    known = list(optional(parent_job, "labels", JOB_OPTIONAL) or [])
     if list(labels) == known:
         return [], len(known)
     lost = [label for label in known if label not in labels]

@@ -69,8 +69,8 @@ class Generator:
                 setattr(options, key, value)
 
     def _count(self, item: Any, text: str) -> tuple[int, int]:
-        prompt_ids = getattr(self.job, "prompt_ids", None)  # the causal-lm job's templated prompt, when it has one
-        prompt = len(prompt_ids(item)) if callable(prompt_ids) else 0
+        prompt_ids = optional(self.job, "prompt_ids", JOB_OPTIONAL)
+        prompt = len(prompt_ids(item)) if prompt_ids is not None else 0
         return prompt, len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) if text else 0
 
     def _answer(self, item: Any, text: str, stopped: bool, limit: int) -> Answer:

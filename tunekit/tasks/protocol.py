@@ -46,6 +46,12 @@ JOB_OPTIONAL: dict[str, OptionalAttr] = {
                                  "them); the runner writes those of the kept evaluation to eval_details.json and "
                                  "report.html shows them. Absent means the report shows metrics and curves only",
                                  callable=True),
+    "labels": OptionalAttr(None, "the label names, in the order of the head's output rows (classification and "
+                           "token classification); `--init-from` maps a parent run's head rows by these names. None "
+                           "means the task has no label set"),
+    "prompt_ids": OptionalAttr(None, "`prompt_ids(item) -> list[int]`: the token ids `generate` feeds the model for one "
+                               "prompt; `tunekit serve` counts them as a request's prompt tokens. Absent means the "
+                               "server reports 0 prompt tokens", callable=True),
 }
 """Optional attributes of a ``TaskJob``: name -> default and meaning (the one declaration of them)."""
 
