@@ -4,7 +4,6 @@ its own library's reader, and the same run without trackers trains to the same b
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,21 +11,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.tinyrun import adapter_tensors, env, make_data, make_model, metric_lines, run_args
+from tests.tinyrun import adapter_tensors, make_data, make_model, metric_lines, run_args
+from tests.tracking.offline import offline_env, wandb_records
 
 ARGS = ("--max-steps", "6", "--eval-steps", "3", "--set", "training.logging_steps=1")
-TRACKER_ENV = ("WANDB_DIR", "WANDB_PROJECT", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID",
-               "MLFLOW_TAGS")
 
 
 def tunekit_offline(home: Path, *args: str) -> subprocess.CompletedProcess:
-    """``tunekit`` in a subprocess with W&B offline and silent, its settings and caches under ``home``, and no
-    tracker setting inherited from the environment (so every store lands in the run folder)."""
-    base = {k: v for k, v in env().items() if k not in TRACKER_ENV}
-    extra = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONFIG_DIR": str(home / "wandb-config"),
-             "WANDB_CACHE_DIR": str(home / "wandb-cache"), "WANDB_DATA_DIR": str(home / "wandb-data")}
     return subprocess.run([sys.executable, "-m", "tunekit", *args], capture_output=True, text=True, timeout=600,
-                          env={**base, **extra}, cwd=home)
+                          env=offline_env(home), cwd=home)
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +59,7 @@ def test_trackers_do_not_change_training(runs):
 
 def test_wandb_offline_run_reads_back_with_wandbs_own_reader(runs):
     (folder,) = (runs["tracked"] / "trackers" / "wandb").glob("offline-run-*")
-    # `wandb leet inspect --json` is wandb's reader of the .wandb transaction log (the run W&B would sync).
-    proc = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(folder)],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "WANDB_SILENT": "true"})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    records = wandb_records(folder)
     history = {r["history"]["step"]["num"]: r["history"]["item"] for r in records if r["type"] == "history"}
     config: dict = {}
     for r in records:

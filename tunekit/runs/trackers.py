@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from tunekit.errors import ConfigError
+from tunekit.errors import ConfigError, TrainingInterrupted
 
 log = logging.getLogger("tunekit.run")
 
@@ -164,6 +164,20 @@ def make_tracker(name: str, out: Path, tags: dict[str, str]) -> tuple[Any, bool]
     return cls(PROJECT), False
 
 
+def finish(tracker: Any, error: BaseException | None) -> None:
+    """accelerate's ``finish``; after a training error, the trackers that record how a run ended are told so
+    through their own library (W&B: the exit code, 130 for Ctrl-C; MLflow: status KILLED or FAILED)."""
+    if error is not None and tracker.name == "wandb":
+        tracker.tracker.finish(exit_code=getattr(error, "exit_code", 1))
+    elif error is not None and tracker.name == "mlflow":
+        import mlflow
+
+        stopped = isinstance(error, (TrainingInterrupted, KeyboardInterrupt))
+        mlflow.end_run(status="KILLED" if stopped else "FAILED")
+    else:
+        tracker.finish()
+
+
 class TrackerListener:
     """An engine listener that logs the run to accelerate's trackers (see the module docstring)."""
 
@@ -201,10 +215,10 @@ class TrackerListener:
         for name in ("train_loss", "train_seconds", "tokens_per_second", "peak_memory_mb", "epochs"):
             values[f"final/{name}"] = getattr(result, name, None)
         self._log(values, result.steps)
-        self._finish(raise_errors=True)
+        self._finish(None)
 
     def on_train_abort(self, error: BaseException) -> None:
-        self._finish(raise_errors=False)
+        self._finish(error)
 
     def _log(self, values: dict[str, Any], step: int) -> None:
         numbers = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -212,14 +226,14 @@ class TrackerListener:
             for tracker in self.trackers:
                 tracker.log(numbers, step=step)
 
-    def _finish(self, raise_errors: bool) -> None:
+    def _finish(self, error: BaseException | None) -> None:
         """Finish every started tracker, even when one of them fails; the first failure is raised after an
-        ordinary end and logged after an abort (the training error matters more)."""
+        ordinary end and logged after an abort (``error``: the training error matters more)."""
         failures: list[BaseException] = []
         with rng_kept():
             for tracker in self.trackers:
                 try:
-                    tracker.finish()
+                    finish(tracker, error)
                 except Exception as exc:  # one tracker's failure must not leave the others open
                     failures.append(exc)
                     log.warning("tracker %s did not finish cleanly: %s", tracker.name, exc)
@@ -229,7 +243,7 @@ class TrackerListener:
 
             mlflow.set_tracking_uri(None)  # back to the user's default store for anything after this run
             self._mlflow_uri_set = False
-        if failures and raise_errors:
+        if failures and error is None:
             raise failures[0]
 
 
