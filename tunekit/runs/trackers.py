@@ -18,7 +18,8 @@ Where each writes, unless the environment says otherwise::
     <run>/trackers/<name>/        the logging folder of any other tracker that asks for one
 
 Trackers start on ``on_train_begin`` and are finished on ``on_train_end`` and on ``on_train_abort`` (an error or
-Ctrl-C), so an interrupted run is still complete in its tracker. Nothing they do draws from the run's random
+Ctrl-C), so an interrupted run is still complete in its tracker, marked as not ended well where the tracker
+records that. Nothing they do draws from the run's random
 generators: every call runs with the generators' states saved and put back.
 """
 
