@@ -19,8 +19,8 @@ Where each writes, unless the environment says otherwise::
 
 Trackers start on ``on_train_begin`` and are finished on ``on_train_end`` and on ``on_train_abort`` (an error or
 Ctrl-C), so an interrupted run is still complete in its tracker, marked as not ended well where the tracker
-records that. Nothing they do draws from the run's random
-generators: every call runs with the generators' states saved and put back.
+records that. Nothing they do draws from the run's random generators: every call runs with the generators'
+states saved and put back.
 """
 
 from __future__ import annotations
