@@ -12,6 +12,7 @@ import tunekit
 from tests.helpers import DATA, REPO
 
 RECIPES = sorted((REPO / "docs" / "recipes").glob("*.yaml"))
+HUB_ONLY = {"t5-small-summarisation", "opus-mt-translation"}  # need a model hub: config-validated only
 
 
 def test_there_is_a_recipe_for_every_task_and_method():
@@ -33,6 +34,8 @@ def test_recipes_are_valid_configs():
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
 def test_recipe_runs_a_few_steps(recipe, tmp_path, monkeypatch):
+    if recipe.stem in HUB_ONLY:
+        pytest.skip(f"{recipe.name} loads its model and data from the Hugging Face hub")
     if not DATA.is_dir():
         pytest.skip(f"{DATA} is absent: recipes read ../shared/data")
     monkeypatch.chdir(REPO)  # recipes name their data relative to the repository root
