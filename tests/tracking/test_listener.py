@@ -173,3 +173,10 @@ def test_overwrite_clears_the_previous_runs_tracker_stores(tmp_path):
     (tmp_path / "config.yaml").write_text("kept")
     clear_previous_run(tmp_path)
     assert not (tmp_path / "trackers").exists() and (tmp_path / "config.yaml").is_file()
+
+
+def test_report_to_flag_takes_a_comma_list_and_repeats():
+    from tunekit.cli.run import overrides_from_flags
+
+    tree = overrides_from_flags({"report_to": ("wandb, mlflow", "tensorboard")})
+    assert tree == {"training": {"report_to": ["wandb", "mlflow", "tensorboard"]}}
