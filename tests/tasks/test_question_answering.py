@@ -154,6 +154,32 @@ def test_no_answer_follows_the_validation_data(tmp_path, bert_tokenizer, tiny_be
     assert not _task().prepare(_ctx(bert_tokenizer, v1, v2, allow_no_answer=False)).allow_no_answer
 
 
+def _trained_questions(job):
+    return {job.train_dataset.examples[f["example_index"]].question for f in job.train_dataset.items}
+
+
+def test_spans_only_evaluation_trains_on_answerable_questions(tmp_path, bert_tokenizer, caplog):
+    v2 = read_dataset(str(_squad(tmp_path / "v2.json")), DataConfig())
+    v1 = read_dataset(str(_squad(tmp_path / "v1.json", "v1.1")), DataConfig())
+    river = "what is the name of the river ?"
+    with caplog.at_level("INFO", logger="tunekit.tasks.question_answering"):
+        job = _task().prepare(_ctx(bert_tokenizer, v2, v1))  # SQuAD 2.0 training, spans-only evaluation
+    assert _trained_questions(job) == {"where does mary live ?", "who works in london ?"}
+    assert all(ex.answers for ex in job.train_dataset.examples)
+    told = [r.getMessage() for r in caplog.records if "unanswerable ones" in r.getMessage()]
+    assert len(told) == 1 and "2 answerable" in told[0] and "1 unanswerable" in told[0]
+    assert "task.train_unanswerable=true" in told[0]
+    kept = _task().prepare(_ctx(bert_tokenizer, v2, v1, train_unanswerable=True))  # the override
+    assert river in _trained_questions(kept) and not kept.allow_no_answer
+    assert river in _trained_questions(_task().prepare(_ctx(bert_tokenizer, v2, v2)))  # v2 evaluation learns "no answer"
+    dropped = _task().prepare(_ctx(bert_tokenizer, v2, v2, allow_no_answer=False))  # "no answer" never predicted
+    assert river not in _trained_questions(dropped)
+    assert river not in _trained_questions(_task().prepare(_ctx(bert_tokenizer, v2, v2, train_unanswerable=False)))
+    only_river = v2.select([2])
+    with pytest.raises(DataError, match="every training question is unanswerable"):
+        _task().prepare(_ctx(bert_tokenizer, only_river, v1))
+
+
 def test_v2_figures_threshold_saved_and_used_by_predict(tmp_path, bert_tokenizer, tiny_bert):
     rows = read_dataset(str(_squad(tmp_path / "s.json")), DataConfig())
     job = _task().prepare(_ctx(bert_tokenizer, rows, rows))

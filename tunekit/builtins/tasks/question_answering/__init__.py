@@ -55,6 +55,9 @@ class QAOptions:
     null_score_threshold: float | None = option(
         None, "'No answer' wins when its score beats the best span's by more than this; default: the threshold "
               "with the best F1 on the validation set, found in training (0.0 while training).")
+    train_unanswerable: bool | None = option(
+        None, "Train on unanswerable questions (their target is the first token); default: only when 'no answer' "
+              "is allowed, so spans-only evaluation trains on answerable questions only.")
     predict_batch_size: int = option(16, "Windows per forward pass in `predict`.")
 
     def validate(self) -> None:
@@ -110,7 +113,11 @@ class QAJob:
 
     def encode(self, data: Any) -> QAFeatures:
         """Windowed features (with answer positions) for raw rows; also what ``evaluate`` maps back."""
-        return make_features(self.tokenizer, examples_from_rows(data), self.options.max_length, self.options.stride)
+        return self.featurize(examples_from_rows(data))
+
+    def featurize(self, examples: list[Example]) -> QAFeatures:
+        """Windowed features (with answer positions) for examples."""
+        return make_features(self.tokenizer, examples, self.options.max_length, self.options.stride)
 
     def collate(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         pad = self.tokenizer.pad_token_id
@@ -240,6 +247,28 @@ class QAJob:
         })
 
 
+def _training_examples(examples: list[Example], options: QAOptions, allow_no_answer: bool) -> list[Example]:
+    """The training questions: without the unanswerable ones when no prediction may be "no answer".
+
+    Each unanswerable question teaches the span head to put its weight on the first token, which a
+    spans-only evaluation never picks; on SQuAD 2.0 (about half unanswerable) that leaves the span scores
+    of a short run close to an untrained head's. ``task.train_unanswerable`` overrides the choice.
+    """
+    keep = options.train_unanswerable
+    if keep is None:
+        keep = allow_no_answer
+    if keep or not has_unanswerable(examples):
+        return examples
+    answerable = [ex for ex in examples if ex.answers]
+    if not answerable:
+        raise DataError("every training question is unanswerable and the evaluation is scored with spans only, so "
+                        "there is nothing to train on; give answerable questions or set task.train_unanswerable=true.")
+    log.info("spans-only evaluation: training on the %d answerable questions and leaving out the %d unanswerable "
+             "ones; set task.train_unanswerable=true to train on them too", len(answerable),
+             len(examples) - len(answerable))
+    return answerable
+
+
 def _rounded(value: float) -> float | None:
     return round(value, 4) if np.isfinite(value) else None
 
@@ -265,9 +294,9 @@ class QuestionAnswering:
         examples_from_rows(ctx.train.select(range(min(1, len(ctx.train)))))  # shape check before splitting
         train, validation = rows.train_and_validation(ctx)
         job = QAJob(ctx.tokenizer, ctx.options, allow_no_answer=False)
-        job.train_dataset = job.encode(train)
         job.eval_dataset = job.encode(validation)
         job.allow_no_answer = job.allow_for(job.eval_dataset.examples)
+        job.train_dataset = job.featurize(_training_examples(examples_from_rows(train), ctx.options, job.allow_no_answer))
         return job
 
     def restore(self, ctx: TaskContext, folder: str | Path) -> QAJob:
