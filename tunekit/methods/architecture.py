@@ -4,12 +4,19 @@ Methods never hard-code module names; they ask this module. Each supported famil
 small ``Family`` record, and ``family_of(config)`` tries a short list of small detector functions in
 turn, so supporting a new family means adding one function to ``DETECTORS`` (no growing ``if`` chain).
 
-Supported: BERT/RoBERTa-family encoders (bert, roberta, xlm-roberta, camembert), GPT-2, and the
-Llama family (llama, mistral, qwen2 share the same module names). Anything else raises MethodError.
+Supported: BERT/RoBERTa-family encoders (bert, roberta, xlm-roberta, camembert), GPT-2, the Llama
+family (llama, mistral, qwen2 share the same module names), and the encoder-decoder families T5 (t5,
+mt5) and BART (bart, mbart, marian). Anything else raises MethodError.
+
+An encoder-decoder family has two block stacks: ``Family``'s own fields describe the encoder stack and
+``Family.decoder_stack`` (a ``Stack``) the decoder, whose blocks also hold a cross-attention sub-layer.
+The finders below cover every stack (encoder blocks first, then decoder blocks), so a method written
+for one stack works on both; ``stacks(model)`` gives the blocks per stack.
 
 ``ArchInfo`` holds the numbers of a config (layers, hidden size, heads, ...) plus two facts observed on
 the instantiated model (whether it has a pooler and an untied output layer); the closed-form parameter
-counts of every method are written from these numbers alone.
+counts of every method are written from these numbers alone (``tunekit.methods.param_counts``,
+re-exported here).
 """
 
 from __future__ import annotations
@@ -22,7 +29,31 @@ from typing import Any, Callable
 from torch import nn
 
 from tunekit.errors import MethodError
+from tunekit.methods.param_counts import (  # noqa: F401  (re-exported: methods find the counts here)
+    backbone_parameters,
+    block_parameters,
+    decoder_block_parameters,
+    embedding_parameters,
+    final_norm_parameters,
+    relative_bias_parameters,
+)
 from tunekit.names import ends_with
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Module names of one stack of blocks, relative to the block list (or, for the norm, its parent)."""
+
+    blocks: str
+    """Dotted suffix of the ``nn.ModuleList`` holding the stack's blocks."""
+    attention_output: str
+    """Inside a block: the self-attention output projection."""
+    ffn_output: str
+    """Inside a block: the last linear layer of the feed-forward sub-layer."""
+    final_norm: str | None = None
+    """Dotted suffix (next to the block list) of the norm after the stack's last block, or None."""
+    cross_attention_output: str | None = None
+    """Inside a decoder block of an encoder-decoder model: the cross-attention output projection."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +72,14 @@ class Family:
     final_norm: str | None
     """Dotted suffix of the norm applied after the last block (decoders), or None."""
     decoder: bool
+    """True for decoder-only (causal) families."""
+    decoder_stack: Stack | None = None
+    """Encoder-decoder families: the decoder's blocks (the fields above describe the encoder's); else None."""
+
+    def stacks(self) -> tuple[Stack, ...]:
+        """The block stacks, bottom first: one for one-stack families, (encoder, decoder) otherwise."""
+        own = Stack(self.blocks, self.attention_output, self.ffn_output, self.final_norm)
+        return (own,) if self.decoder_stack is None else (own, self.decoder_stack)
 
 
 BERT = Family("bert", "encoder.layer", "attention.output.dense", "output.dense", ("embeddings",), None,
@@ -48,6 +87,13 @@ BERT = Family("bert", "encoder.layer", "attention.output.dense", "output.dense",
 GPT2 = Family("gpt2", "h", "attn.c_proj", "mlp.c_proj", ("wte", "wpe"), "ln_f", decoder=True)
 LLAMA = Family("llama", "layers", "self_attn.o_proj", "mlp.down_proj", ("embed_tokens",), "norm",
                decoder=True)
+T5 = Family("t5", "encoder.block", "layer.0.SelfAttention.o", "layer.1.DenseReluDense.wo", ("shared", "embed_tokens"),
+            "final_layer_norm", decoder=False,
+            decoder_stack=Stack("decoder.block", "layer.0.SelfAttention.o", "layer.2.DenseReluDense.wo",
+                                "final_layer_norm", "layer.1.EncDecAttention.o"))
+BART = Family("bart", "encoder.layers", "self_attn.out_proj", "fc2",
+              ("shared", "embed_tokens", "embed_positions", "layernorm_embedding"), "layer_norm", decoder=False,
+              decoder_stack=Stack("decoder.layers", "self_attn.out_proj", "fc2", "layer_norm", "encoder_attn.out_proj"))
 
 
 @dataclass(frozen=True)
@@ -72,11 +118,24 @@ class ArchInfo:
     has_pooler: bool = False
     has_lm_head: bool = False
     """True when the model has its own (untied) output projection to the vocabulary."""
+    decoder_layers: int = 0
+    """Encoder-decoder models: blocks of the decoder stack (``layers`` counts the encoder's); 0 otherwise."""
+    gated_ffn: bool = False
+    """T5 v1.1 / mT5: the feed-forward has two input projections (``wi_0``, ``wi_1``)."""
+    position_buckets: int = 0
+    """T5: relative-position buckets (a ``buckets x heads`` table in the first block of each stack)."""
+    embedding_norm: bool = False
+    """BART, mBART: a LayerNorm after the embeddings of each stack."""
 
     @property
     def kv_dim(self) -> int:
         """Width of one layer's keys (= values): kv heads x head dim."""
         return self.kv_heads * self.head_dim
+
+    @property
+    def all_layers(self) -> int:
+        """Blocks of every stack (encoder plus decoder for encoder-decoder models)."""
+        return self.layers + self.decoder_layers
 
 
 def _bert(config: Any) -> tuple[Family, dict[str, Any]] | None:
@@ -119,9 +178,38 @@ def _llama(config: Any) -> tuple[Family, dict[str, Any]] | None:
     )
 
 
-FAMILIES = (BERT, GPT2, LLAMA)
+def _t5(config: Any) -> tuple[Family, dict[str, Any]] | None:
+    if config.model_type not in ("t5", "mt5"):
+        return None
+    layers = config.num_layers
+    return T5, dict(
+        layers=layers, decoder_layers=getattr(config, "num_decoder_layers", None) or layers, hidden=config.d_model,
+        heads=config.num_heads, kv_heads=config.num_heads, head_dim=config.d_kv, intermediate=config.d_ff,
+        vocab=config.vocab_size, qkv_bias=False, o_bias=False, mlp_bias=False,
+        tied_embeddings=bool(getattr(config, "tie_word_embeddings", True)),
+        gated_ffn=bool(getattr(config, "is_gated_act", False)),
+        position_buckets=config.relative_attention_num_buckets,
+    )
 
-DETECTORS: list[Callable[[Any], tuple[Family, dict[str, Any]] | None]] = [_bert, _gpt2, _llama]
+
+def _bart(config: Any) -> tuple[Family, dict[str, Any]] | None:
+    if config.model_type not in ("bart", "mbart", "marian"):
+        return None
+    h, heads = config.d_model, config.encoder_attention_heads
+    # BART and mBART learn max_position_embeddings + 2 positions (an offset of 2); Marian's are sinusoidal.
+    offset = 0 if config.model_type == "marian" else 2
+    return BART, dict(
+        layers=config.encoder_layers, decoder_layers=config.decoder_layers, hidden=h, heads=heads, kv_heads=heads,
+        head_dim=h // heads, intermediate=config.encoder_ffn_dim, vocab=config.vocab_size,
+        max_positions=config.max_position_embeddings + offset,
+        tied_embeddings=bool(getattr(config, "tie_word_embeddings", True)),
+        embedding_norm=config.model_type != "marian",
+    )
+
+
+FAMILIES = (BERT, GPT2, LLAMA, T5, BART)
+
+DETECTORS: list[Callable[[Any], tuple[Family, dict[str, Any]] | None]] = [_bert, _gpt2, _llama, _t5, _bart]
 """Tried in order; each returns (family, ArchInfo fields) for configs it recognises, else None."""
 
 
@@ -133,7 +221,7 @@ def _detect(config: Any) -> tuple[Family, dict[str, Any]]:
             return found
     raise MethodError(
         f"tunekit's built-in methods do not know the {model_type or 'unknown'!r} architecture; use a "
-        "BERT/RoBERTa, GPT-2 or Llama/Mistral/Qwen2 model (or add a detector to tunekit.methods.architecture.DETECTORS)."
+        "BERT/RoBERTa, GPT-2, Llama/Mistral/Qwen2, T5/mT5 or BART/mBART/Marian model (or add a detector to tunekit.methods.architecture.DETECTORS)."
     )
 
 
@@ -163,96 +251,85 @@ def arch_info(model_or_config: Any) -> ArchInfo:
     return ArchInfo(family=family.name, model_type=config.model_type, **numbers)
 
 
-# ---------------------------------------------------------------- closed-form parameter counts
-
-
-def block_parameters(arch: ArchInfo) -> int:
-    """Parameters of one transformer block, from the config numbers."""
-    h, i = arch.hidden, arch.intermediate
-    if arch.family in ("bert", "gpt2"):
-        # q, k, v, o projections (with biases), two LayerNorms, two feed-forward linears (with biases).
-        return 4 * h * h + 4 * h + 2 * h + 2 * h * i + i + h + 2 * h
-    q, kv = arch.heads * arch.head_dim, arch.kv_dim
-    attention = h * q + 2 * h * kv + q * h + (q + 2 * kv if arch.qkv_bias else 0) + (h if arch.o_bias else 0)
-    mlp = 3 * h * i + (2 * i + h if arch.mlp_bias else 0)
-    return attention + mlp + 2 * h  # two RMSNorms (weight only)
-
-
-def final_norm_parameters(arch: ArchInfo) -> int:
-    """Parameters of the norm after the last block: GPT-2 LayerNorm (2h), Llama RMSNorm (h), BERT none."""
-    return {"gpt2": 2 * arch.hidden, "llama": arch.hidden}.get(arch.family, 0)
-
-
-def embedding_parameters(arch: ArchInfo) -> int:
-    """Token (+ position, + token-type and LayerNorm for BERT) embedding parameters."""
-    h = arch.hidden
-    if arch.family == "bert":
-        return (arch.vocab + arch.max_positions + arch.type_vocab) * h + 2 * h
-    if arch.family == "gpt2":
-        return (arch.vocab + arch.max_positions) * h
-    return arch.vocab * h
-
-
-def backbone_parameters(arch: ArchInfo) -> int:
-    """All pretrained parameters: embeddings, blocks, final norm, pooler and untied output layer."""
-    h = arch.hidden
-    return (
-        embedding_parameters(arch)
-        + arch.layers * block_parameters(arch)
-        + final_norm_parameters(arch)
-        + (h * h + h if arch.has_pooler else 0)
-        + (arch.vocab * h if arch.has_lm_head else 0)
-    )
-
-
 # ---------------------------------------------------------------- finding modules in a model
 
 
-def blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(qualified name, block)`` for every transformer block, bottom first."""
-    family = family_of(model)
+def _block_list(model: nn.Module, family: Family, stack: Stack) -> tuple[str, nn.ModuleList]:
     for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and ends_with(name, family.blocks):
-            return [(f"{name}.{i}", block) for i, block in enumerate(module)]
+        if isinstance(module, nn.ModuleList) and ends_with(name, stack.blocks):
+            return name, module
     raise MethodError(
-        f"could not find the {family.name} block list ({family.blocks!r}) in {type(model).__name__}; "
+        f"could not find the {family.name} block list ({stack.blocks!r}) in {type(model).__name__}; "
         "pass a standard Hugging Face model of that family."
     )
 
 
+def stacks(model: nn.Module) -> list[tuple[Stack, list[tuple[str, nn.Module]]]]:
+    """``(Stack, [(qualified name, block), ...])`` per block stack, bottom first (encoder, then decoder)."""
+    family = family_of(model)
+    found = []
+    for stack in family.stacks():
+        path, module = _block_list(model, family, stack)
+        found.append((stack, [(f"{path}.{i}", block) for i, block in enumerate(module)]))
+    return found
+
+
+def blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(qualified name, block)`` for every transformer block, bottom first (encoder-decoder: encoder blocks,
+    then decoder blocks)."""
+    return [pair for _, found in stacks(model) for pair in found]
+
+
 def blocks_path(model: nn.Module) -> str:
-    """Qualified name of the block list (e.g. ``bert.encoder.layer``)."""
+    """Qualified name of the (first stack's) block list (e.g. ``bert.encoder.layer``)."""
     first = blocks(model)[0][0]
     return first.rsplit(".", 1)[0]
 
 
 def attention_outputs(model: nn.Module) -> list[str]:
-    """Qualified names of each block's attention output projection."""
-    family = family_of(model)
-    return [f"{name}.{family.attention_output}" for name, _ in blocks(model)]
+    """Qualified names of each block's (self-)attention output projection, in every stack."""
+    return [f"{name}.{stack.attention_output}" for stack, found in stacks(model) for name, _ in found]
+
+
+def cross_attention_outputs(model: nn.Module) -> list[str]:
+    """Qualified names of each decoder block's cross-attention output projection (empty for one-stack models)."""
+    return [f"{name}.{stack.cross_attention_output}" for stack, found in stacks(model)
+            if stack.cross_attention_output for name, _ in found]
 
 
 def ffn_outputs(model: nn.Module) -> list[str]:
-    """Qualified names of each block's feed-forward output projection."""
-    family = family_of(model)
-    return [f"{name}.{family.ffn_output}" for name, _ in blocks(model)]
+    """Qualified names of each block's feed-forward output projection, in every stack."""
+    return [f"{name}.{stack.ffn_output}" for stack, found in stacks(model) for name, _ in found]
 
 
 def embeddings(model: nn.Module) -> list[str]:
-    """Qualified names of the embedding modules."""
+    """Qualified names of the embedding modules (for encoder-decoder models also each stack's alias of a
+    shared embedding)."""
     family = family_of(model)
-    return [n for n, _ in model.named_modules() if n and any(ends_with(n, s) for s in family.embeddings)]
+    every = model.named_modules(remove_duplicate=family.decoder_stack is None)
+    return [n for n, _ in every if n and any(ends_with(n, s) for s in family.embeddings)]
+
+
+def final_norms(model: nn.Module) -> list[str]:
+    """Qualified names of the norms after the last block of each stack (those the model has)."""
+    names = dict(model.named_modules())
+    found = []
+    for stack, pairs in stacks(model):
+        if stack.final_norm is None:
+            continue
+        parent = pairs[0][0].rsplit(".", 2)[0] if pairs[0][0].count(".") >= 2 else ""
+        name = f"{parent}.{stack.final_norm}" if parent else stack.final_norm
+        if name in names:
+            found.append(name)
+    return found
 
 
 def final_norm(model: nn.Module) -> str | None:
-    """Qualified name of the norm after the last block, if the family has one."""
+    """Qualified name of the norm after the last block (the top stack's, for encoder-decoder models), or None."""
     family = family_of(model)
-    if family.final_norm is None:
-        return None
-    prefix = blocks_path(model).rsplit(".", 1)
-    parent = prefix[0] + "." if len(prefix) == 2 else ""
-    name = parent + family.final_norm
-    return name if name in dict(model.named_modules()) else None
+    top = family.stacks()[-1]
+    norms = final_norms(model)
+    return next((n for n in reversed(norms) if top.final_norm and ends_with(n, top.final_norm)), None)
 
 
 def is_linear(module: nn.Module) -> bool:
@@ -271,8 +348,9 @@ def linear_modules(model: nn.Module, within_blocks: bool = True) -> list[str]:
 
 
 def block_index_pattern(model: nn.Module, index: int) -> str:
-    """A regex matching the qualified names of block ``index`` and everything inside it."""
-    return re.escape(f"{blocks_path(model)}.{index}")
+    """A regex matching the qualified names of block ``index`` (counted over every stack, bottom first, as
+    ``blocks`` lists them) and everything inside it."""
+    return re.escape(blocks(model)[index][0])
 
 
 # transformers 5.24 renamed the forward argument ``past_key_values`` to ``cache`` (the old name is still

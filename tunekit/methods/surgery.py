@@ -89,6 +89,9 @@ TASK_TYPES = (
     ("ForQuestionAnswering", "QUESTION_ANS"),
     ("ForCausalLM", "CAUSAL_LM"),
     ("LMHeadModel", "CAUSAL_LM"),
+    ("ForConditionalGeneration", "SEQ_2_SEQ_LM"),  # T5, mT5, BART, mBART
+    ("Seq2SeqLM", "SEQ_2_SEQ_LM"),
+    ("MTModel", "SEQ_2_SEQ_LM"),  # MarianMTModel
 )
 
 

@@ -5,6 +5,10 @@ is the base model until training moves them, and each folds exactly into the pro
 
 Parameters per block: ``d_k + d_v + d_ff`` (``d_k = d_v`` = key/value width, ``kv_heads * head_dim``
 for grouped-query attention; ``d_ff`` = feed-forward intermediate width).
+
+Encoder-decoder models (T5, BART): every block of both stacks gets its self-attention key/value vectors
+and its feed-forward vector, and each decoder block also gets key/value vectors on its cross-attention
+(as PEFT's IA3 defaults for T5 do), so a decoder block holds ``2 * d_k + 2 * d_v + d_ff`` parameters.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ from tunekit_ia3.options import IA3Options
 KEY_VALUE = {
     "bert": ("attention.self.key", "attention.self.value"),
     "llama": ("self_attn.k_proj", "self_attn.v_proj"),
+    # encoder-decoder families: self-attention, and (decoder blocks only) cross-attention
+    "t5": ("layer.0.SelfAttention.k", "layer.0.SelfAttention.v", "layer.1.EncDecAttention.k", "layer.1.EncDecAttention.v"),
+    "bart": ("self_attn.k_proj", "self_attn.v_proj", "encoder_attn.k_proj", "encoder_attn.v_proj"),
 }
 FUSED_QKV = {"gpt2": "attn.c_attn"}
 
@@ -53,7 +60,8 @@ def _default_patterns(model: nn.Module) -> tuple[list[str], list[str], list[str]
             f"IA3 has no default targets for model type {model_type!r}; set method.key_value_modules and "
             "method.feedforward_modules to the key/value and feed-forward down projection names."
         ) from None
-    kv = [f"{b}.{m}" for b in blocks for m in KEY_VALUE.get(family.name, ())]
+    names = {n for n, _ in model.named_modules()}
+    kv = [f"{b}.{m}" for b in blocks for m in KEY_VALUE.get(family.name, ()) if f"{b}.{m}" in names]
     fused = [f"{b}.{FUSED_QKV[family.name]}" for b in blocks] if family.name in FUSED_QKV else []
     return kv, ffn, fused
 
@@ -169,14 +177,15 @@ class IA3:
                           keep_trainable=list(keep_trainable), targets=targets)
 
     def expected_trainable(self, arch: Any, options: IA3Options) -> int:
-        """Closed form ``layers * (2 * kv_dim + intermediate)`` for the default targets.
+        """Closed form ``layers * (2 * kv_dim + intermediate)`` for the default targets (encoder-decoder: every
+        block of both stacks, plus ``2 * kv_dim`` of cross-attention per decoder block).
 
         ``arch`` is a ``tunekit.methods.architecture.ArchInfo`` (a model or config is accepted too).
         """
         if not options.uses_defaults:
             raise MethodError("the closed-form IA3 count is known for the default targets only; count the model instead.")
         info = arch if isinstance(arch, architecture.ArchInfo) else architecture.arch_info(arch)
-        return info.layers * (2 * info.kv_dim + info.intermediate)
+        return info.all_layers * (2 * info.kv_dim + info.intermediate) + info.decoder_layers * 2 * info.kv_dim
 
     def load(self, model: nn.Module, folder: str | Path) -> IA3Applied:
         """Re-apply IA3 as saved in ``folder`` (tunekit adapter files) and load its vectors and head."""

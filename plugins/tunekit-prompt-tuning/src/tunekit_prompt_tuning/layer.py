@@ -11,6 +11,10 @@ head, the loss and ``generate`` all keep seeing sequences of the caller's length
 
 During cached generation the prompt sits in the key/value cache after the first call; later calls
 only shift positions and widen the attention mask by ``n``.
+
+Encoder-decoder models (T5, BART): the prompt goes in front of the *encoder's* input (as PEFT does for
+``SEQ_2_SEQ_LM``) and stays in the encoder output, so the decoder's cross-attention reads it; a second
+hook on the decoder widens the cross-attention mask (``encoder_attention_mask``) by ``n`` to match.
 """
 
 from __future__ import annotations
@@ -41,8 +45,12 @@ class SoftPrompt(nn.Module):
     def num_virtual_tokens(self) -> int:
         return int(self.weight.shape[0])
 
-    def attach(self, backbone: nn.Module, embeddings: nn.Module) -> None:
-        """Hook into ``backbone`` (its forward must accept ``inputs_embeds`` and ``attention_mask``)."""
+    def attach(self, backbone: nn.Module, embeddings: nn.Module, decoder: nn.Module | None = None) -> None:
+        """Hook into ``backbone`` (its forward must accept ``inputs_embeds`` and ``attention_mask``).
+
+        With a ``decoder`` (encoder-decoder models; ``backbone`` is then the encoder) the prompt positions
+        stay in the encoder output and the decoder's cross-attention mask is widened to match.
+        """
         params = list(inspect.signature(backbone.forward).parameters)
         if "inputs_embeds" not in params or "attention_mask" not in params:
             raise MethodError(
@@ -53,10 +61,19 @@ class SoftPrompt(nn.Module):
         self._embeddings = [embeddings]  # a list keeps it out of this module's children (no double state)
         self._limit = next((getattr(backbone.config, k) for k in _POSITION_LIMITS
                             if isinstance(getattr(getattr(backbone, "config", None), k, None), int)), None)
-        self._handles = [
-            backbone.register_forward_pre_hook(self._before, with_kwargs=True),
-            backbone.register_forward_hook(self._after, with_kwargs=True),
-        ]
+        self._handles = [backbone.register_forward_pre_hook(self._before, with_kwargs=True)]
+        if decoder is None:
+            self._handles.append(backbone.register_forward_hook(self._after, with_kwargs=True))
+        else:
+            self._handles.append(decoder.register_forward_pre_hook(self._widen_cross_mask, with_kwargs=True))
+
+    def _widen_cross_mask(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        states, mask = kwargs.get("encoder_hidden_states"), kwargs.get("encoder_attention_mask")
+        if states is not None and isinstance(mask, torch.Tensor) and mask.dim() == 2 \
+                and mask.shape[1] + self.num_virtual_tokens == states.shape[1]:
+            kwargs = {**kwargs, "encoder_attention_mask": torch.cat(
+                [mask.new_ones(mask.shape[0], self.num_virtual_tokens), mask], dim=1)}
+        return args, kwargs
 
     def _before(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
         kwargs = dict(kwargs)

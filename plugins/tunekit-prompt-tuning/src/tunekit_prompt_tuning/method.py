@@ -3,6 +3,8 @@ the whole pretrained model stays frozen and only ``num_virtual_tokens`` input em
 prepended to every sequence, are trained (plus the task head, when the task adds one).
 
 Parameters: ``num_virtual_tokens * embedding_width``.
+
+Encoder-decoder models (T5, BART): the prompt is prepended to the encoder input (see ``layer``).
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from tunekit_prompt_tuning.options import PromptTuningOptions
 MODULE_NAME = "soft_prompt"
 
 
-def _backbone(model: nn.Module) -> nn.Module:
+def _backbone(model: nn.Module) -> tuple[nn.Module, nn.Module | None]:
+    """(the module the prompt enters, the decoder of an encoder-decoder model or None)."""
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        return model.get_encoder(), model.get_decoder()
     # transformers models name their backbone through `base_model` (the model itself for a bare backbone)
-    return getattr(model, "base_model", model)
+    return getattr(model, "base_model", model), None
 
 
 def _embeddings(model: nn.Module) -> nn.Embedding:
@@ -88,13 +93,13 @@ class PromptTuning:
               keep_trainable: Sequence[str] = ()) -> PromptTuningApplied:
         """Freeze ``model``, add the soft prompt in front of its backbone's inputs, keep the head trainable."""
         emb = _embeddings(model)
-        backbone = _backbone(model)
+        backbone, decoder = _backbone(model)
         if any(isinstance(m, SoftPrompt) for m in model.modules()):
             raise MethodError("this model already has a soft prompt; load a fresh model before applying prompt tuning again.")
         keep = resolve_modules(model, keep_trainable)  # checked before the model is touched
         freeze_all(model)
         prompt = SoftPrompt(_initial_prompt(emb, options))
-        prompt.attach(backbone, emb)
+        prompt.attach(backbone, emb, decoder)
         backbone.add_module(MODULE_NAME, prompt)
         name = next(n for n, m in model.named_modules() if m is prompt)
         unfreeze(model, [name, *keep])

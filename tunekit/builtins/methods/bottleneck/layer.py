@@ -40,6 +40,11 @@ class BottleneckWrapper(nn.Module):
         self.base_layer = base_layer
         self.adapter = Bottleneck(hidden, width, non_linearity, dropout)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The wrapped layer's weight (T5's feed-forward reads ``wo.weight`` to pick its dtype)."""
+        return self.base_layer.weight
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)
         dtype = self.adapter.down.weight.dtype

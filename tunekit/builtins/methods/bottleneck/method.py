@@ -4,6 +4,12 @@ Each adapter is ``down (hidden -> hidden // reduction_factor) -> non-linearity -
 residually to the output projection of its sub-layer; the up-projection starts at zero, so the model
 computes exactly the base model at initialisation. Weights are saved in tunekit's own adapter format
 (``adapter_config.json`` with ``tunekit_method`` + ``adapter_model.safetensors``).
+
+Encoder-decoder models (T5, BART): adapters go into the blocks of both stacks. Houlsby puts one after
+*every* attention sub-layer, so a decoder block gets three (self-attention, cross-attention,
+feed-forward) and an encoder block two; Pfeiffer keeps one per block (feed-forward). (AdapterHub's
+Houlsby config leaves cross-attention out unless ``cross_adapter`` is set; tunekit adapts it, since the
+cross-attention is where a seq2seq decoder reads its source.)
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ class BottleneckMethod:
         self.slots = slots
 
     def _targets(self, model: nn.Module) -> list[str]:
-        finders = {"attention": architecture.attention_outputs, "ffn": architecture.ffn_outputs}
+        finders = {"attention": architecture.attention_outputs, "cross": architecture.cross_attention_outputs,
+                   "ffn": architecture.ffn_outputs}
         names: list[str] = []
         for slot in self.slots:
             names.extend(finders[slot](model))
@@ -71,18 +78,20 @@ class BottleneckMethod:
                              keep_trainable=list(keep_trainable), created=(".adapter.",))
 
     def expected_trainable(self, arch: Any, options: Any) -> int:
-        """layers x slots x (hidden*width + width + width*hidden + hidden), width = hidden // reduction."""
+        """blocks x slots x (hidden*width + width + width*hidden + hidden), width = hidden // reduction
+        (cross-attention slots: decoder blocks of encoder-decoder models only)."""
         width = arch.hidden // options.reduction_factor
         per_adapter = 2 * arch.hidden * width + width + arch.hidden
-        return arch.layers * len(self.slots) * per_adapter
+        per_slot = {"attention": arch.all_layers, "cross": arch.decoder_layers, "ffn": arch.all_layers}
+        return sum(per_slot[slot] for slot in self.slots) * per_adapter
 
     def load(self, model: nn.Module, folder: str | Path) -> AppliedMethod:
         return load_tunekit_adapter(folder, self.name, self.options_class, self.apply, model)
 
 
 HOULSBY = BottleneckMethod(
-    "houlsby", "Houlsby bottleneck adapters after the attention and feed-forward outputs of every block.",
-    ("attention", "ffn"),
+    "houlsby", "Houlsby bottleneck adapters after the attention (self and cross) and feed-forward outputs of every block.",
+    ("attention", "cross", "ffn"),
 )
 PFEIFFER = BottleneckMethod(
     "pfeiffer", "Pfeiffer bottleneck adapter after the feed-forward output of every block.", ("ffn",)

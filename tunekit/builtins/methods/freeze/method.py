@@ -4,6 +4,10 @@ Embeddings and the lower blocks stay frozen. Decoders (GPT-2, Llama) apply a fin
 block; it sits between the trained top block and the head, so it trains too (it is counted in
 ``expected_trainable``). BERT-family encoders have no final norm; their pooler stays frozen (it is
 part of the pretrained backbone unless the task names it in ``keep_trainable``).
+
+Encoder-decoder models (T5, BART): the top N blocks of *each* stack train, with each stack's final norm
+(T5, mBART); N may be at most the smaller stack's block count. T5's relative-position table lives in
+the first block of each stack, so it trains only when N covers every block.
 """
 
 from __future__ import annotations
@@ -32,30 +36,38 @@ class Freeze:
 
     def apply(self, model: nn.Module, options: Any, keep_trainable: Sequence[str] = ()) -> AppliedMethod:
         keep = resolve_modules(model, keep_trainable)
-        blocks = architecture.blocks(model)
-        if options.trainable_layers > len(blocks):
+        stacks = [found for _, found in architecture.stacks(model)]
+        smallest = min(len(found) for found in stacks)
+        if options.trainable_layers > smallest:
             raise MethodError(
-                f"method.trainable_layers is {options.trainable_layers} but the model has only {len(blocks)} "
-                f"blocks; use at most {len(blocks)} (or method full)."
+                f"method.trainable_layers is {options.trainable_layers} but the model has only {smallest} blocks"
+                f"{' in its smaller stack' if len(stacks) > 1 else ''}; use at most {smallest} (or method full)."
             )
-        top = [name for name, _ in blocks[len(blocks) - options.trainable_layers:]]
-        norm = architecture.final_norm(model)
-        touched = top + ([norm] if norm else [])
+        top = [name for found in stacks for name, _ in found[len(found) - options.trainable_layers:]]
+        touched = top + architecture.final_norms(model)
         freeze_all(model)
         unfreeze(model, touched + keep)
         return AppliedMethod(self.name, model, options, keep, injected=touched + keep,
                              keep_trainable=list(keep_trainable))
 
     def expected_trainable(self, arch: Any, options: Any) -> int:
-        """``trainable_layers`` blocks plus the final norm (decoders)."""
-        return options.trainable_layers * architecture.block_parameters(arch) + architecture.final_norm_parameters(arch)
+        """``trainable_layers`` blocks (of each stack) plus the final norm(s)."""
+        n = options.trainable_layers
+        count = n * architecture.block_parameters(arch) + architecture.final_norm_parameters(arch)
+        if not arch.decoder_layers:
+            return count
+        count += n * architecture.decoder_block_parameters(arch)
+        for layers in (arch.layers, arch.decoder_layers):  # T5's relative-position table sits in block 0
+            count += architecture.relative_bias_parameters(arch) if n >= layers else 0
+        return count
 
     def float_modules(self, arch: Any, options: Any) -> list[str]:
-        """The top blocks and the final norm train, so they must not be quantized."""
+        """The top blocks (of each stack) and the final norms train, so they must not be quantized."""
         family = architecture.family_of_name(arch.family)
-        first = arch.layers - options.trainable_layers
+        counts = (arch.layers, arch.decoder_layers) if arch.decoder_layers else (arch.layers,)
         # Norms are never quantized (only linear layers are), so the blocks are all that needs naming.
-        return [rf".*{re.escape(family.blocks)}\.{i}" for i in range(max(first, 0), arch.layers)]
+        return [rf".*{re.escape(stack.blocks)}\.{i}" for stack, layers in zip(family.stacks(), counts, strict=True)
+                for i in range(max(layers - options.trainable_layers, 0), layers)]
 
     def load(self, model: nn.Module, folder: str | Path) -> AppliedMethod:
         return load_tunekit_adapter(folder, self.name, self.options_class, self.apply, model)

@@ -40,6 +40,11 @@ class LoraWrapper(nn.Module):
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B.weight)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The wrapped layer's weight (T5's feed-forward reads ``wo.weight`` to pick its dtype)."""
+        return self.base_layer.weight
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)
         if self.merged:

@@ -1,7 +1,8 @@
 """``lora``: low-rank updates ``(alpha / r) * B @ A`` on chosen linear layers; the base stays frozen.
 
 Targets: a list of names or suffixes, a full-match regex, or ``all-linear`` (see ``targets``); defaults
-per architecture (BERT ``query,value``; GPT-2 ``c_attn``; Llama ``q_proj,v_proj``). ``alpha`` defaults to
+per architecture (BERT ``query,value``; GPT-2 ``c_attn``; Llama ``q_proj,v_proj``; T5 ``q,v`` and BART
+``q_proj,v_proj`` in every attention of both stacks). ``alpha`` defaults to
 ``2 * r``. Folders are written in PEFT's layout (see ``files``), and merge/unmerge fold the update into
 the base weights exactly; on an int8 base merging is refused (use ``tunekit.methods.merge.merged_float_model``).
 """
@@ -107,17 +108,35 @@ class Lora:
         return applied
 
 
-# (in, out) of each family's linear layers inside one block, from the config numbers.
-def _block_linears(arch: Any) -> dict[str, tuple[int, int]]:
-    h, i = arch.hidden, arch.intermediate
+# (in, out, how many per model) of each family's linear layers, keyed by their dotted path in a block.
+def _block_linears(arch: Any) -> dict[str, tuple[int, int, int]]:
+    h, i, n = arch.hidden, arch.intermediate, arch.layers
     if arch.family == "bert":
-        return {"query": (h, h), "key": (h, h), "value": (h, h), "attention.output.dense": (h, h),
-                "intermediate.dense": (h, i), "output.dense": (i, h)}
+        return {"query": (h, h, n), "key": (h, h, n), "value": (h, h, n), "attention.output.dense": (h, h, n),
+                "intermediate.dense": (h, i, n), "output.dense": (i, h, n)}
     if arch.family == "gpt2":
-        return {"c_attn": (h, 3 * h), "attn.c_proj": (h, h), "c_fc": (h, i), "mlp.c_proj": (i, h)}
+        return {"c_attn": (h, 3 * h, n), "attn.c_proj": (h, h, n), "c_fc": (h, i, n), "mlp.c_proj": (i, h, n)}
     q, kv = arch.heads * arch.head_dim, arch.kv_dim
-    return {"q_proj": (h, q), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (q, h),
-            "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)}
+    if arch.family in ("t5", "bart"):
+        return _encoder_decoder_linears(arch, q)
+    return {"q_proj": (h, q, n), "k_proj": (h, kv, n), "v_proj": (h, kv, n), "o_proj": (q, h, n),
+            "gate_proj": (h, i, n), "up_proj": (h, i, n), "down_proj": (i, h, n)}
+
+
+def _encoder_decoder_linears(arch: Any, inner: int) -> dict[str, tuple[int, int, int]]:
+    """T5 / BART: self-attention in both stacks, cross-attention in the decoder, the feed-forward in both."""
+    h, i, both, dec = arch.hidden, arch.intermediate, arch.all_layers, arch.decoder_layers
+    if arch.family == "t5":
+        self_attn, cross, proj = "SelfAttention", "EncDecAttention", ("q", "k", "v", "o")
+        ffn = {"wo": (i, h, both)}
+        ffn.update({"wi_0": (h, i, both), "wi_1": (h, i, both)} if arch.gated_ffn else {"wi": (h, i, both)})
+    else:
+        self_attn, cross, proj = "self_attn", "encoder_attn", ("q_proj", "k_proj", "v_proj", "out_proj")
+        ffn = {"fc1": (h, i, both), "fc2": (i, h, both)}
+    shapes = {p: (inner, h) if p in ("o", "out_proj") else (h, inner) for p in proj}
+    table = {f"{self_attn}.{p}": (*shapes[p], both) for p in proj}
+    table.update({f"{cross}.{p}": (*shapes[p], dec) for p in proj})
+    return {**table, **ffn}
 
 
 def target_shapes(arch: Any, options: Any) -> list[tuple[int, int]]:
@@ -133,4 +152,4 @@ def target_shapes(arch: Any, options: Any) -> list[tuple[int, int]]:
     else:
         chosen = [shape for key, shape in table.items()
                   if any(key == t or key.endswith("." + t) or t.endswith("." + key) for t in spec)]
-    return chosen * arch.layers
+    return [(i, o) for i, o, count in chosen for _ in range(count)]

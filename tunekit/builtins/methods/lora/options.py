@@ -17,7 +17,7 @@ class LoraOptions:
         "Which linear layers get LoRA: a list of names or dotted name suffixes (a comma-separated string works "
         "too), a regex matched against the full module name, or 'all-linear' (every linear layer of the "
         "transformer blocks, never the head). Default per architecture: BERT query,value; GPT-2 c_attn; "
-        "Llama q_proj,v_proj.",
+        "Llama q_proj,v_proj; T5 q,v and BART q_proj,v_proj (every attention: encoder self, decoder self and cross).",
     )
 
     def validate(self) -> None:

@@ -16,6 +16,8 @@ DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
     "bert": ("query", "value"),
     "gpt2": ("c_attn",),
     "llama": ("q_proj", "v_proj"),
+    "t5": ("q", "v"),  # every attention of both stacks: encoder self, decoder self and cross
+    "bart": ("q_proj", "v_proj"),
 }
 """LoRA's default ``target_modules`` per architecture family (``tunekit.methods.architecture`` names the family)."""
 _REGEX_CHARS = set("\\^$.*+?()[]{}|")

@@ -5,6 +5,10 @@ decoders (GPT-2, Llama incl. grouped-query attention) in training and in ``gener
 cache. Folders are written in PEFT's layout (``prompt_embeddings`` + the head as
 ``base_model.<head>.<param>``; the projection MLP, if any, folded into plain prefixes), so
 ``peft.PeftModel.from_pretrained`` loads them.
+
+Encoder-decoder models (T5, BART) follow PEFT's ``SEQ_2_SEQ_LM`` prefix tuning: one prefix per decoder
+layer in the decoder's self-attention (``num_transformer_submodules: 2`` in the file); the encoder and
+the cross-attention get none, as in PEFT (see ``layer``), so files load with identical outputs both ways.
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ class AppliedPrefix(AppliedMethod):
     def encoder(self) -> PrefixEncoder:
         return getattr(self.model, ATTRIBUTE)
 
+    @property
+    def encoder_decoder(self) -> bool:
+        return bool(getattr(self.model.config, "is_encoder_decoder", False))
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """The prefixes (MLP folded in) as ``prompt_embeddings`` and the head as ``base_model.<name>``."""
         out = {"prompt_embeddings": self.encoder.flat().detach()}
@@ -68,7 +76,7 @@ class AppliedPrefix(AppliedMethod):
             "num_attention_heads": enc.kv_heads,
             "encoder_hidden_size": enc.kv_heads * enc.head_dim,
             "prefix_projection": False,  # saved prefixes are already folded
-            "num_transformer_submodules": 1,
+            "num_transformer_submodules": 2 if self.encoder_decoder else 1,
             "inference_mode": True,
             "modules_to_save": list(self.keep_trainable) or None,
         }
@@ -107,6 +115,7 @@ class PrefixTuning:
 
     def apply(self, model: nn.Module, options: Any, keep_trainable: Sequence[str] = ()) -> AppliedPrefix:
         info = architecture.arch_info(model)  # MethodError for architectures without known attention layout
+        layers = info.decoder_layers or info.layers  # encoder-decoder: the decoder's self-attention only
         if not _accepts_cache(model) or hasattr(model, ATTRIBUTE):
             raise MethodError(
                 f"{type(model).__name__} cannot take key/value prefixes (no key/value cache input, or prefixes "
@@ -114,19 +123,20 @@ class PrefixTuning:
             )
         keep = resolve_modules(model, keep_trainable)
         freeze_all(model)
-        encoder = PrefixEncoder(options.num_virtual_tokens, info.layers, info.kv_heads, info.head_dim, info.hidden,
+        encoder = PrefixEncoder(options.num_virtual_tokens, layers, info.kv_heads, info.head_dim, info.hidden,
                                 options.projection_size(info.hidden), options.dropout)
         device = next(p.device for p in model.parameters())
         encoder.to(device=device, dtype=adapter_dtype(model))
         model.add_module(ATTRIBUTE, encoder)
-        handle = model.register_forward_pre_hook(PrefixInjector(encoder), with_kwargs=True)
+        injector = PrefixInjector(encoder, seq2seq=bool(info.decoder_layers))
+        handle = model.register_forward_pre_hook(injector, with_kwargs=True)
         unfreeze(model, [ATTRIBUTE] + keep)
         return AppliedPrefix(self.name, model, options, keep, injected=[ATTRIBUTE] + keep,
                              keep_trainable=list(keep_trainable), created=(f".{ATTRIBUTE}.",), handle=handle)
 
     def expected_trainable(self, arch: Any, options: Any) -> int:
-        """tokens x layers x 2 x kv_dim; with a projection: embedding + the two MLP layers."""
-        width = arch.layers * 2 * arch.kv_dim
+        """tokens x layers x 2 x kv_dim (encoder-decoder: decoder layers); with a projection: embedding + MLP."""
+        width = (arch.decoder_layers or arch.layers) * 2 * arch.kv_dim
         p = options.projection_size(arch.hidden)
         if not p:
             return options.num_virtual_tokens * width
@@ -141,8 +151,14 @@ class PrefixTuning:
         unknown = sorted(set(config) - PEFT_KEYS)
         if unknown:
             raise CheckpointError(f"{where!r} has unknown key {unknown[0]!r}; tunekit reads PEFT prefix-tuning configs only.")
-        if config.get("num_transformer_submodules", 1) != 1:
-            raise CheckpointError(f"{where!r} is for an encoder-decoder model; tunekit supports one-stack models only.")
+        info = architecture.arch_info(model)
+        stacks = 2 if info.decoder_layers else 1
+        if config.get("num_transformer_submodules", 1) != stacks:
+            raise CheckpointError(
+                f"{where!r} has num_transformer_submodules={config.get('num_transformer_submodules')!r} but this "
+                f"{'encoder-decoder' if stacks == 2 else 'one-stack'} model needs {stacks}; load it into the base "
+                "model it was trained with."
+            )
         keep = config.get("modules_to_save") or []
         if not isinstance(keep, list) or not all(isinstance(k, str) for k in keep):
             raise CheckpointError(f"{where!r}: modules_to_save must be a list of module names; fix the file.")
@@ -151,8 +167,7 @@ class PrefixTuning:
                             where="prefix-tuning")
         except ConfigError as exc:
             raise CheckpointError(f"{where!r} is invalid: {exc}") from None
-        info = architecture.arch_info(model)
-        expected = {"num_layers": info.layers, "token_dim": info.kv_dim}
+        expected = {"num_layers": info.decoder_layers or info.layers, "token_dim": info.kv_dim}
         for key, value in expected.items():
             if config.get(key, value) != value:
                 raise CheckpointError(
