@@ -19,10 +19,10 @@ VOCAB = 24
 LENGTH = 6
 
 
-def tiny_t5(layers: int = 2, decoder_layers: int = 2, gated: bool = False, seed: int = 0) -> nn.Module:
+def tiny_t5(layers: int = 2, decoder_layers: int = 2, gated: bool = False, seed: int = 0, width: int = 32) -> nn.Module:
     """A T5 (or, ``gated``, a T5 v1.1 / mT5-style) model with two small stacks; dropout off."""
     torch.manual_seed(seed)
-    config = T5Config(vocab_size=VOCAB, d_model=32, d_kv=8, num_heads=4, d_ff=48, num_layers=layers,
+    config = T5Config(vocab_size=VOCAB, d_model=width, d_kv=width // 4, num_heads=4, d_ff=width * 3 // 2, num_layers=layers,
                       num_decoder_layers=decoder_layers, relative_attention_num_buckets=8, dropout_rate=0.0,
                       feed_forward_proj="gated-gelu" if gated else "relu", pad_token_id=0, eos_token_id=1,
                       decoder_start_token_id=0, tie_word_embeddings=not gated)
