@@ -24,3 +24,17 @@ def isolated_cache(tmp_path, monkeypatch):
     """Point tunekit's cache at a temporary folder."""
     monkeypatch.setenv("TUNEKIT_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"
+
+
+@pytest.fixture
+def one_thread_torch():
+    """Torch on one thread for the test (tiny models run fastest so, and a shared 2-core machine stays responsive).
+
+    Use it with ``pytestmark = pytest.mark.usefixtures("one_thread_torch")``.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
