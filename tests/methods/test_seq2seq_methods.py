@@ -19,15 +19,7 @@ from tunekit.methods.protocol import count_parameters
 from tunekit.plugins import registries
 
 FAMILIES = ("t5", "bart")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and much faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_torch")
 
 
 # (method, options, learning rate, most loss left): each trains the copy task for STEPS Adam steps. A few
