@@ -176,3 +176,17 @@ def test_lora_trains_on_a_quantized_seq2seq_base(quantize, tmp_path):
         warnings.simplefilter("ignore")
         _, after = train(model, batch, 15, 3e-2)
     assert after < 0.8 * before
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(("name", "options"), [("lora", {"r": 4, "target_modules": "all-linear"}), ("ia3", {})])
+def test_merge_and_unmerge_keep_the_outputs(family, name, options):
+    model = FACTORIES[family]()
+    applied = apply(name, model, **options)
+    batch = copy_batch(4)
+    train(model, batch, 3, 5e-2)
+    expected = logits(model, batch)
+    applied.merge()
+    assert torch.allclose(logits(model, batch), expected, atol=1e-4)
+    applied.unmerge()
+    assert torch.allclose(logits(model, batch), expected, atol=1e-4)
