@@ -11,6 +11,7 @@ model is run once in ONNX Runtime against torch and refused if the logits differ
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +89,11 @@ def write_onnx(model: Any, tokenizer: Any, folder: Path) -> float:
     batch = torch.export.Dim("batch", min=1, max=1024)
     sequence = torch.export.Dim("sequence", min=1, max=model.config.max_position_embeddings)
     shapes = tuple({0: batch, 1: sequence} for _ in inputs)  # one entry: forward takes *tensors
-    torch.onnx.export(OutputsAsTuple(model, inputs, outputs).eval(), tuple(sample.values()), str(folder / ONNX_FILE),
-                      input_names=inputs, output_names=outputs, dynamic_shapes=(shapes,), dynamo=True,
-                      external_data=False, verbose=False)
+    with warnings.catch_warnings():  # the exporter's notes on axis names it merged are not the user's concern
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
+        torch.onnx.export(OutputsAsTuple(model, inputs, outputs).eval(), tuple(sample.values()),
+                          str(folder / ONNX_FILE), input_names=inputs, output_names=outputs,
+                          dynamic_shapes=(shapes,), dynamo=True, external_data=False, verbose=False)
     tokenizer.save_pretrained(folder)
     labels = getattr(model.config, "id2label", None) if kind != "question-answering" else None
     task = {"task": kind, "architecture": type(model).__name__, "inputs": inputs, "outputs": outputs,
