@@ -99,7 +99,7 @@ def _chat(folder: Path) -> tuple[Path, Path]:
 def config(task: str, folder: Path, models: dict[str, Path], out: Path, method: str = "lora",
            **training: Any) -> dict[str, Any]:
     """The run config of one tiny run of ``task`` (one of :data:`TASKS`), with data files written into ``folder``."""
-    train_opts = {"batch_size": 4, "lr": 5e-3, "max_steps": 8, "logging_steps": 1, "eval_steps": 4,
+    train_opts = {"batch_size": 4, "lr": 5e-3, "max_steps": 6, "logging_steps": 1, "eval_steps": 3,
                   "eval_each_epoch": False, "seed": 1, **training}
     if task == "classification":
         data = {"train": str(tinyrun.make_data(folder / "cls.tsv", n=40)), "val_split": 0.3}
