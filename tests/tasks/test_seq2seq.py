@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from pathlib import Path
 
 import datasets
@@ -17,7 +18,7 @@ from tunekit import cli as cli_module
 from tunekit import options as opts
 from tunekit.config import DataConfig
 from tunekit.data import read_dataset
-from tunekit.errors import ConfigError, DataError
+from tunekit.errors import ConfigError, DataError, UsageError
 from tunekit.models import ResolvedModel
 from tunekit.plugins import registries
 from tunekit.tasks.protocol import TaskContext
@@ -221,6 +222,12 @@ def test_generation_is_bounded_and_decoder_only_models_are_refused(tiny_llama):
     assert sum(seen) == 3 and {"eval_loss", "eval_rougeL", "eval_chrf", "eval_bleu"} <= set(scores)
     with pytest.raises(ConfigError, match="not an encoder-decoder model.*causal-lm"):
         job.build_model(ResolvedModel(str(tiny_llama)), {})
+
+
+def test_missing_metric_package_fails_before_training(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sacrebleu.metrics", None)
+    with pytest.raises(UsageError, match=r"need the sacrebleu package.*pip install 'tunekit\[generation\]'"):
+        _job(make_tokenizer("t5"), copy_rows(2))
 
 
 def test_hub_recipes_have_valid_task_options():

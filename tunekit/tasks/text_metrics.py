@@ -32,6 +32,13 @@ def _require(module: str, package: str) -> Any:
         raise UsageError(f"generation metrics need the {package} package, which is not installed; {EXTRA}.") from None
 
 
+def check_available() -> None:
+    """Raise the one-line ``UsageError`` naming the extra now, when a run will need the metrics (not at its first
+    evaluation, after training for a while)."""
+    _require("rouge_score.rouge_scorer", "rouge-score")
+    _require("sacrebleu.metrics", "sacrebleu")
+
+
 def _check(predictions: Sequence[str], references: Sequence[str]) -> None:
     if len(predictions) != len(references):
         raise UsageError(

@@ -294,6 +294,10 @@ class CausalLM:
                           str(prompt_col) if prompt_col is not None else None,
                           str(response_col) if response_col is not None else None)
         records.detect_shape(rows.columns(ctx.train), job.prompt_column, job.response_column)  # fail fast
+        if ctx.options.generate_eval:
+            from tunekit.tasks import text_metrics
+
+            text_metrics.check_available()
         train, validation = rows.train_and_validation(ctx)
         job.train_dataset = job.encode(train)
         if ctx.options.packing:

@@ -19,7 +19,7 @@ from tunekit.builtins.tasks.seq2seq.job import TASK_NAME, Seq2SeqJob
 from tunekit.errors import DataError
 from tunekit.hookspecs import hookimpl
 from tunekit.options import check, option
-from tunekit.tasks import pieces, rows
+from tunekit.tasks import pieces, rows, text_metrics
 from tunekit.tasks.protocol import TaskContext
 
 __all__ = ["Seq2Seq", "Seq2SeqJob", "Seq2SeqOptions"]
@@ -66,6 +66,7 @@ class Seq2Seq:
         if ctx.train is None:
             raise DataError("the seq2seq task needs training data; pass --data FILE.")
         options, data = ctx.options, ctx.data
+        text_metrics.check_available()
         source = columns.resolve(ctx.train, _wanted(options.source_column, data, "text_column"),
                                  columns.SOURCE_COLUMNS, "source", "task.source_column")
         target = columns.resolve(ctx.train, _wanted(options.target_column, data, "label_column"),
