@@ -42,7 +42,8 @@ class Seq2SeqOptions:
     metric: Literal["rougeL", "rouge1", "rouge2", "bleu", "chrf", "exact_match", "loss"] = option(
         "rougeL", "Evaluation metric that keeps the best checkpoint and that sweeps optimise (eval_<metric>).")
     generate_eval_samples: int | None = option(
-        None, "Validation examples generated and scored at each evaluation (default: all); eval_loss always uses all.")
+        None, "Validation examples generated and scored at each evaluation (default: all; evaluation batches by "
+        "length, so a bound takes the shortest sources); eval_loss always uses all.")
     predict_batch_size: int = option(16, "Sources generated together in `predict` and `generate`.")
 
     def validate(self) -> None:
