@@ -132,23 +132,36 @@ def test_tunekit_adapter_loads_in_peft(family, name, options, tmp_path):
     assert torch.allclose(_peft_logits(theirs, batch), logits(model, batch), atol=1e-5)
 
 
+def _peft_config(peft, family, kind):
+    lora_targets = {"t5": ["q", "v", "wo"], "bart": ["q_proj", "v_proj", "fc2"]}[family]
+    return {
+        "lora": lambda: peft.LoraConfig(task_type="SEQ_2_SEQ_LM", r=4, lora_alpha=8, target_modules=lora_targets,
+                                        init_lora_weights=False),
+        "prefix": lambda: peft.PrefixTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3),
+        "ia3": lambda: peft.IA3Config(task_type="SEQ_2_SEQ_LM", init_ia3_weights=False),  # PEFT's defaults per family
+        "prompt": lambda: peft.PromptTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3),
+    }[kind]()
+
+
 @peft_needed
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("kind", ["lora", "prefix"])
-def test_peft_adapter_loads_in_tunekit(family, kind, tmp_path):
+@pytest.mark.parametrize(("kind", "method"), [("lora", "lora"), ("prefix", "prefix-tuning"), ("ia3", "ia3"),
+                                              ("prompt", "prompt-tuning")])
+def test_peft_adapter_loads_in_tunekit(family, kind, method, tmp_path):
     import peft
 
-    targets = {"t5": ["q", "v", "wo"], "bart": ["q_proj", "v_proj", "fc2"]}[family]
-    config = (peft.LoraConfig(task_type="SEQ_2_SEQ_LM", r=4, lora_alpha=8, target_modules=targets, init_lora_weights=False)
-              if kind == "lora" else peft.PrefixTuningConfig(task_type="SEQ_2_SEQ_LM", num_virtual_tokens=3))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        theirs = peft.get_peft_model(FACTORIES[family](), config)
+        theirs = peft.get_peft_model(FACTORIES[family](), _peft_config(peft, family, kind))
+        if kind == "ia3":  # PEFT's random IA3 start is close to ones: push the vectors further from identity
+            with torch.no_grad():
+                for name, p in theirs.named_parameters():
+                    if "ia3_l" in name:
+                        p.mul_(1.5)
         theirs.save_pretrained(str(tmp_path))
     batch = copy_batch(4)
     expected = _peft_logits(_peft_load(family, tmp_path), batch)
-    method = registries().methods.get("lora" if kind == "lora" else "prefix-tuning")
-    ours = method.load(FACTORIES[family](), tmp_path)
+    ours = registries().methods.get(method).load(FACTORIES[family](), tmp_path)
     assert torch.allclose(logits(ours.model, batch), expected, atol=1e-5)
     assert not torch.allclose(logits(FACTORIES[family](), batch), expected, atol=1e-3)  # the adapter does something
 

@@ -26,12 +26,15 @@ from tunekit.methods import architecture
 from tunekit.methods.surgery import (
     AppliedMethod,
     freeze_all,
+    load_into,
     load_tunekit_adapter,
+    present_modules,
     replace_module,
     resolve_modules,
     unfreeze,
 )
 from tunekit.names import matches
+from tunekit_ia3 import peft_files
 from tunekit_ia3.layer import IA3Scaled, Side, is_quantized, weight_layout
 from tunekit_ia3.options import IA3Options
 
@@ -188,5 +191,11 @@ class IA3:
         return info.all_layers * (2 * info.kv_dim + info.intermediate) + info.decoder_layers * 2 * info.kv_dim
 
     def load(self, model: nn.Module, folder: str | Path) -> IA3Applied:
-        """Re-apply IA3 as saved in ``folder`` (tunekit adapter files) and load its vectors and head."""
+        """Re-apply IA3 as saved in ``folder`` (tunekit's files, or PEFT's) and load its vectors and head."""
+        if peft_files.is_peft(folder):
+            options, keep = peft_files.read_config(folder)
+            applied = self.apply(model, options, present_modules(model, keep))
+            params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+            load_into(params, peft_files.tensors(folder, params), folder)
+            return applied
         return load_tunekit_adapter(folder, self.name, self.options_class, self.apply, model)  # type: ignore[return-value]

@@ -17,9 +17,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from tunekit.errors import MethodError
-from tunekit.methods import architecture
-from tunekit.methods.surgery import AppliedMethod, freeze_all, load_tunekit_adapter, resolve_modules, unfreeze
+from tunekit.errors import CheckpointError, MethodError
+from tunekit.methods import adapter_files, architecture
+from tunekit.methods.surgery import (
+    AppliedMethod,
+    freeze_all,
+    load_into,
+    load_tunekit_adapter,
+    present_modules,
+    resolve_modules,
+    unfreeze,
+)
 from tunekit_prompt_tuning.layer import SoftPrompt
 from tunekit_prompt_tuning.options import PromptTuningOptions
 
@@ -121,5 +129,28 @@ class PromptTuning:
         raise MethodError("the model config names no embedding width (hidden_size, n_embd, ...); count the model instead.")
 
     def load(self, model: nn.Module, folder: str | Path) -> PromptTuningApplied:
-        """Re-apply prompt tuning as saved in ``folder`` (tunekit adapter files) and load the prompt and head."""
+        """Re-apply prompt tuning as saved in ``folder`` (tunekit's files, or PEFT's) and load the prompt and head."""
+        if adapter_files.read_config(folder).get("peft_type") == "PROMPT_TUNING":
+            return self._load_peft(model, folder)
         return load_tunekit_adapter(folder, self.name, self.options_class, self.apply, model)  # type: ignore[return-value]
+
+    def _load_peft(self, model: nn.Module, folder: str | Path) -> PromptTuningApplied:
+        """A PEFT prompt-tuning folder: its first ``num_virtual_tokens`` rows of ``prompt_embeddings`` are the
+        prompt (for seq2seq PEFT stores a second, unused set for the decoder)."""
+        config = adapter_files.read_config(folder)
+        where = str(Path(folder) / adapter_files.CONFIG_NAME)
+        n, keep = config.get("num_virtual_tokens"), config.get("modules_to_save") or []
+        if not isinstance(n, int) or n < 1 or not isinstance(keep, list):
+            raise CheckpointError(f"{where!r} needs a positive num_virtual_tokens and a list modules_to_save; fix the file.")
+        tensors = adapter_files.read_tensors(folder)
+        prompt = tensors.pop("prompt_embeddings", None)
+        if prompt is None or prompt.dim() != 2 or prompt.shape[0] < n:
+            raise CheckpointError(f"{where!r}: the weights hold no prompt_embeddings of {n} rows; re-save the adapter with PEFT.")
+        applied = self.apply(model, PromptTuningOptions(num_virtual_tokens=n), present_modules(model, keep))
+        params = {f"{applied.prompt_name}.weight": applied.prompt.weight}
+        params.update({"base_model.model." + name: p for name, p in model.named_parameters()
+                       if p.requires_grad and not name.startswith(applied.prompt_name + ".")})
+        tensors = {k.replace(".modules_to_save.", ".").replace(".original_module.", "."): v for k, v in tensors.items()}
+        tensors[f"{applied.prompt_name}.weight"] = prompt[:n]
+        load_into(params, tensors, folder)
+        return applied
