@@ -62,3 +62,17 @@ def test_gguf_refuses_a_non_empty_folder(cli, llama_run, tmp_path):
     (out / "keep.txt").write_text("mine")
     assert_clean_failure(_export(cli, llama_run, out, "--format", "gguf"), 2, "already exists and is not empty")
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_an_exporter_failure_is_one_line_and_leaves_nothing(cli, encoder_runs, tmp_path, monkeypatch):
+    import torch
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("Failed to export the model with torch.export.\nmany more lines")
+
+    monkeypatch.setattr(torch.onnx, "export", fails)
+    out = tmp_path / "out"
+    result = _export(cli, encoder_runs["token-classification"], out, "--format", "onnx")
+    assert_clean_failure(result, 2, "torch.onnx could not export this BertForTokenClassification")
+    assert "many more lines" not in result.stderr
+    _nothing_written(out)

