@@ -94,9 +94,11 @@ def final_norms(a: dict) -> int:
 
 def backbone(a: dict) -> int:
     h, enc, dec = a["hidden"], *blocks(a)
-    total = a["layers"] * enc + a["decoder_layers"] * dec + final_norms(a) + a["vocab"] * h
+    model = build(a)
+    untied = model.get_output_embeddings().weight is not model.get_input_embeddings().weight
+    total = a["layers"] * enc + a["decoder_layers"] * dec + final_norms(a) + a["vocab"] * h * (1 + untied)
     if a["kind"].startswith("t5"):
-        total += 2 * a["buckets"] * a["heads"] + (a["vocab"] * h if a["kind"] == "t5-gated" else 0)  # untied lm_head
+        total += 2 * a["buckets"] * a["heads"]
     else:  # positions per stack (BART, mBART: an offset of 2; Marian sinusoidal), embedding LayerNorms
         total += 2 * (a["positions"] + (0 if a["kind"] == "marian" else 2)) * h
         total += 0 if a["kind"] == "marian" else 4 * h
