@@ -53,7 +53,7 @@ def make_model(family: str, vocab: int):
     return BartForConditionalGeneration(BartConfig(  # BART starts it with </s>
         vocab_size=vocab, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
         decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64, dropout=0.0,
-        pad_token_id=0, eos_token_id=1, bos_token_id=3, decoder_start_token_id=1, forced_eos_token_id=1))
+        init_std=0.1, pad_token_id=0, eos_token_id=1, bos_token_id=3, decoder_start_token_id=1, forced_eos_token_id=1))
 
 
 @pytest.fixture(scope="module", params=["t5", "bart"])
@@ -102,6 +102,8 @@ def test_full_copy_task_and_run_folder_round_trip(family_folder):
     sources = [r["source"] for r in rows]
     loaded = tunekit.load_run(result.output_dir)
     assert loaded.job.predict(loaded.model, sources) == sources
+    loaded.job.options.num_beams = 3  # beam search finds the same (near-certain) outputs
+    assert loaded.job.predict(loaded.model, sources[:4]) == sources[:4]
     res = _cli("predict", "--run", str(result.output_dir), "--data", str(data))
     assert res.exit_code == 0, res.output
     outputs = [json.loads(line)["output"] for line in res.stdout.strip().splitlines()]
@@ -116,10 +118,11 @@ def test_full_copy_task_and_run_folder_round_trip(family_folder):
 
 def test_lora_with_explicit_targets_learns_the_copy_task(family_folder):
     family, folder = family_folder
-    if family != "t5":
-        pytest.skip("one family is enough for LoRA here; tests/methods covers every method on both")
     data = _jsonl(folder / "copy.jsonl", copy_rows())
-    method = {"name": "lora", "r": 8, "target_modules": ["q", "k", "v", "o"]}
+    # A random tiny BART's frozen tied head and layer norms cap its logits (loss stalls near 0.6 with attention
+    # alone), so its LoRA also adapts lm_head; T5 learns with attention alone.
+    targets = ["q", "k", "v", "o"] if family == "t5" else ["q_proj", "k_proj", "v_proj", "out_proj", "lm_head"]
+    method = {"name": "lora", "r": 8, "target_modules": targets}
     summary = tunekit.run(_config(folder / "model", data, folder / "lora", method, 80, 2e-2)).summary
     assert summary["eval_loss"] < 0.2, summary
     assert summary["eval_exact_match"] == 100.0
