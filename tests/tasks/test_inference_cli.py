@@ -63,7 +63,7 @@ def test_eval_and_predict_classification(cli, classification_run):
 def test_generate_on_classification_run_is_refused(cli, classification_run):
     res = _invoke(cli, "generate", "--run", str(classification_run / "run"), "--prompt", "hi")
     assert res.exit_code != 0
-    assert "need a causal-lm run" in str(res.exception)
+    assert "does not generate text" in str(res.exception)
 
 
 @pytest.fixture(scope="module")

@@ -158,8 +158,8 @@ def _generator(loaded: Any) -> Any:
     job = loaded.job
     if not callable(optional(job, "generate", JOB_OPTIONAL)):
         raise UsageError(
-            f"this run's task is {loaded.config.task_name!r}; generate and chat need a causal-lm run "
-            "(use `tunekit predict` for the others)."
+            f"this run's task {loaded.config.task_name!r} does not generate text; generate and chat need a run of a "
+            "generating task such as causal-lm or seq2seq (use `tunekit predict` for the others)."
         )
     return job
 
@@ -193,7 +193,7 @@ def _check_gen(max_new_tokens: int | None, temperature: float | None, top_p: flo
 @QUANTIZE_OPTION
 def generate_command(run_dir: str, prompt: tuple[str, ...], max_new_tokens: int | None, temperature: float | None,
                      top_p: float | None, quantize: str | None) -> None:
-    """Generate answers to prompts with a trained causal-lm run (same prompt layout as training)."""
+    """Generate answers to prompts with a trained causal-lm or seq2seq run (same prompt layout as training)."""
     _check_gen(max_new_tokens, temperature, top_p)
     loaded = _load(run_dir, quantize)
     job = _generator(loaded)
