@@ -42,9 +42,10 @@ TASK_KINDS = ("causal-lm", "classification")
 
 RUNTIME_OVERHEAD_BYTES = 600 * 2**20
 """Resident memory that does not scale with the model: the interpreter with torch, transformers, datasets and
-tunekit imported (``python -c "import tunekit.runs.runner, tunekit.engine"`` peaks at about 450 MiB on the
-reference machine: Linux, torch 2.13 CPU) plus the tokenizer, the encoded data and allocator slack of a short
-run (about 150 MiB more, fitted on the ``benchmarks/bench_estimate.py`` runs)."""
+tunekit imported (the imports-only process of ``benchmarks/bench_estimate.py`` peaks at about 400 MiB on the
+reference machine: Linux, torch 2.13 CPU) plus the tokenizer, the encoded data, the model-loading transients
+and the optimizer's bookkeeping of a short run (about 200 MiB more; the measured runs lie within 10% of the
+estimate with this figure)."""
 
 LOSS_CHUNK_TOKENS = 256
 """Learned positions the causal-LM task projects to the vocabulary at a time (its lean loss checkpoints each
@@ -229,12 +230,12 @@ def block_elements(arch: Any, config: Any, length: int) -> int:
     (q + 2 kv), and the MLP's gate output, its SiLU and the up output (3 i). BERT/GPT-2: the two LayerNorm
     inputs with mean and inverse deviation (2h + 4), queries, keys and values (3 q), the GELU input (i), and
     two dropout masks (2h) when hidden dropout is on. Attention: the fused kernel keeps its output and a
-    log-sum-exp per head (q + heads); the unfused one (attention dropout) keeps three probability maps and
-    holds about two more (scores, gradients) at the peak of backward: 5 heads x length (the 3 are counted
-    with saved-tensor hooks on MiniLM; the 2 are fitted to the MiniLM runs of benchmarks/bench_estimate.py).
+    log-sum-exp per head (q + heads); the unfused one (attention dropout) keeps three probability maps per
+    head: 3 heads x length (counted with saved-tensor hooks on MiniLM). Freed temporaries are not counted: the
+    engine returns them to the system (``tunekit.engine.host_memory``).
     """
     h, q, kv, i, heads = arch.hidden, arch.heads * arch.head_dim, arch.kv_dim, arch.intermediate, arch.heads
-    attention = 5 * heads * length if _unfused_attention(config) else q + heads
+    attention = 3 * heads * length if _unfused_attention(config) else q + heads
     if arch.family == "llama":
         return 2 * h + 2 + q + 2 * kv + 3 * i + attention
     return 2 * h + 4 + 3 * q + i + attention + (2 * h if _hidden_dropout(config) else 0)
