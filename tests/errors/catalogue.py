@@ -146,6 +146,8 @@ CASES: list[Case] = [
          "did you mean 'int8'", "Use a quantizer listed by `tunekit plugins`.", UnknownNameError),
     Case("unknown-command", NAMES, "A misspelt command", ("runn",), 2, "no such command 'runn'",
          "Run `tunekit --help` for the commands."),
+    Case("unknown-tracker", NAMES, "A tracker name accelerate does not know", seqcls(*TRAIN, "--report-to", "wandbb"), 2,
+         "unknown tracker 'wandbb'", "Use a name the message lists (`all`: every installed one).", ConfigError),
     # ---- options
     Case("lora-rank-zero", OPTIONS, "LoRA with rank 0", seqcls(*TRAIN, "--method", "lora", "--set", "method.r=0"), 2,
          "method.r must be at least 1", "Give a rank of 1 or more (8 is the usual start).", ConfigError),
@@ -240,6 +242,11 @@ CASES: list[Case] = [
     Case("eval-damaged-adapter", OUTPUT, "`tunekit eval` on a run whose adapter file is damaged",
          ("eval", "--run", "{out}", "--data", "{data}/train.csv"), 1, "is not a readable safetensors file",
          "Copy the run folder again, or train the run again.", setup="damaged_adapter"),
+    Case("init-from-not-a-run", OUTPUT, "`--init-from` names a folder that is not a run",
+         seqcls(*TRAIN, "--init-from", "{data}"), 2, "is not a tunekit run folder",
+         "Pass the folder a finished `tunekit run` wrote.", UsageError),
+    Case("report-not-a-run", OUTPUT, "`tunekit report` on a folder that is not a run", ("report", "{data}"), 2,
+         "is not a tunekit run folder", "Pass run folders (or a sweep folder) that `tunekit run` / `tunekit sweep` wrote."),
     # ---- configuration
     Case("yaml-syntax", CONFIG, "A config file that is not valid YAML", ("run", "--config", "{data}/bad_syntax.yaml"),
          2, "is not valid YAML at line", "Fix the YAML syntax at the line named.", ConfigError),
