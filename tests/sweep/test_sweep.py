@@ -189,3 +189,20 @@ def test_fail_stale_leaves_a_trial_that_finished_after_it_was_read(tmp_path):
     study.get_trials = lambda **kwargs: [t for t in optuna.load_study(
         study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}").get_trials() if t.number == stale.number]
     assert fail_stale(study, tmp_path) == [stale.number]
+
+
+def test_compare_table_shows_a_spread_only_over_several_seeds():
+    from rich.console import Console
+
+    from tunekit.cli.compare import compare_table
+    from tunekit.sweep.compare import MethodRow
+
+    def text(rows):
+        console = Console(width=200, record=True)
+        console.print(compare_table(rows))
+        return console.export_text()
+
+    one = text([MethodRow("lora", "eval_accuracy", [0.75]), MethodRow("full", "eval_accuracy", [0.8])])
+    assert "±" not in one and "0.7500" in one
+    two = text([MethodRow("lora", "eval_accuracy", [0.7, 0.8]), MethodRow("full", "eval_accuracy", [0.8])])
+    assert "0.7500 ± 0.0707" in two and "(mean ± std)" in two

@@ -25,10 +25,13 @@ def compare_table(rows: list[Any]) -> Table:
     """The comparison as a rich table: one row per method."""
     metric = rows[0].metric if rows else "metric"
     table = Table(title=f"methods compared on {metric}", title_justify="left")
-    for col in ("method", f"{metric} (mean ± std)", "seeds", "trainable params", "train s", "peak MB", "adapter"):
+    several = any(len(row.values) > 1 for row in rows)  # one seed has no spread: show no "± 0"
+    for col in ("method", f"{metric} (mean ± std)" if several else metric, "seeds", "trainable params", "train s",
+                "peak MB", "adapter"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for row in rows:
-        table.add_row(row.method, f"{row.mean:.4f} ± {row.std:.4f}", str(len(row.values)), f"{row.trainable_params:,}",
+        value = f"{row.mean:.4f} ± {row.std:.4f}" if len(row.values) > 1 else f"{row.mean:.4f}"
+        table.add_row(row.method, value, str(len(row.values)), f"{row.trainable_params:,}",
                       f"{row.train_seconds:.1f}", f"{row.peak_memory_mb:,.0f}", _bytes(row.adapter_bytes))
     return table
 
