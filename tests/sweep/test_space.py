@@ -119,3 +119,82 @@ def test_list_options_as_comma_separated_choices(tmp_path):
 def test_missing_space_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         sp.load(tmp_path / "nope.yaml", BASE)
+
+
+PER_METHOD = """
+sampler: {type: random, seed: 0}
+params:
+  method.name: [lora, full]
+  training.lr:
+    - {low: 1e-5, high: 1e-4, log: true, when: {method.name: full}}
+    - {low: 1e-3, high: 1e-2, log: true, when: {method.name: lora}}
+"""
+
+
+def test_a_key_can_have_one_range_per_condition(tmp_path):
+    space = sp.load(write(tmp_path, PER_METHOD), BASE)
+    assert [p.optuna_name for p in space.params] == [
+        "method.name", "training.lr (method.name=full)", "training.lr (method.name=lora)"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(20):
+        tree = space.sample(study.ask(), BASE)
+        method, lr = tree["method"]["name"], tree["training"]["lr"]
+        seen.add(method)
+        assert (1e-5 <= lr <= 1e-4) if method == "full" else (1e-3 <= lr <= 1e-2)
+    assert seen == {"lora", "full"}
+
+
+@pytest.mark.parametrize("ranges, message", [
+    ("    - {low: 1e-5, high: 1e-4}\n    - {low: 1e-3, high: 1e-2, when: {method.name: lora}}\n", "each needs a `when`"),
+    ("    - {low: 1e-5, high: 1e-4, when: {method.name: lora}}\n"
+     "    - {low: 1e-3, high: 1e-2, when: {method.name: lora}}\n", "the same `when`"),
+])
+def test_several_ranges_need_distinct_conditions(tmp_path, ranges, message):
+    with pytest.raises(ConfigError, match=message):
+        sp.load(write(tmp_path, "params:\n  method.name: [lora, full]\n  training.lr:\n" + ranges), BASE)
+
+
+def test_overlapping_ranges_are_refused_when_both_apply(tmp_path):
+    text = ("params:\n  method.name: [lora]\n  training.lr:\n"
+            "    - {low: 1e-5, high: 1e-4, when: {method.name: lora}}\n"
+            "    - {low: 1e-3, high: 1e-2, when: {training.seed: 5}}\n")
+    space = sp.load(write(tmp_path, text), BASE)
+    with pytest.raises(ConfigError, match="two ranges of training.lr apply to the same trial"):
+        space.sample(optuna.create_study().ask(), BASE)
+
+
+def test_each_worker_and_each_continuation_samples_from_its_own_seed(tmp_path):
+    space = sp.load(write(tmp_path, "sampler: {type: random, seed: 0}\nparams:\n  training.lr: {low: 0.001, high: 0.01}\n"),
+                    BASE)
+
+    def first_values(stream: tuple[int, ...]) -> list[float]:
+        study = optuna.create_study(sampler=space.build_sampler(5, stream))
+        return [study.ask().suggest_float("training.lr", 0.001, 0.01) for _ in range(3)]
+
+    fresh = first_values((0, 0))
+    assert fresh == first_values((0, 0))  # an uninterrupted sweep is reproducible
+    assert fresh == first_values(())
+    others = [first_values(s) for s in [(1, 0), (0, 3), (1, 3)]]
+    assert all(set(values).isdisjoint(fresh) for values in others)
+    assert others[0] != others[1] != others[2]
+
+
+def test_a_continued_study_does_not_propose_its_earlier_trials_again(tmp_path):
+    from tunekit.sweep import study as st
+
+    space = sp.load(write(tmp_path, "sampler: {type: random, seed: 0}\nparams:\n  training.lr: {low: 0.001, high: 0.01}\n"),
+                    BASE)
+    sweep = st.Sweep("s", tmp_path, BASE, space, 6, st.default_storage(tmp_path), "eval_loss", "minimize", seed=5)
+
+    def propose(count: int) -> list[float]:
+        study = st.open_study(sweep)  # a fresh process opening the stored study
+        values = []
+        for _ in range(count):
+            trial = study.ask()
+            values.append(space.sample(trial, BASE)["training"]["lr"])
+            study.tell(trial, 1.0)
+        return values
+
+    first = propose(3)
+    assert set(propose(3)).isdisjoint(first)

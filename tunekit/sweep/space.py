@@ -11,10 +11,14 @@ A space file::
       training.batch_size: {choices: [8, 16]}                  # categorical
       method.name: {choices: [lora, pfeiffer]}
       method.r: {low: 2, high: 16, when: {method.name: lora}}  # int; only sampled when the method is lora
+      training.epochs:                                         # one range per condition
+        - {choices: [2, 3], when: {method.name: full}}
+        - {choices: [1, 2], when: {method.name: lora}}
 
 Keys are dotted config keys (``SECTION.KEY``, as ``--set`` takes them). A parameter with ``when`` is sampled
 only when every named key has one of the given values; the named keys must come earlier in ``params`` or be
-fixed by the base config. Changing ``method.name`` (or ``task.name``) drops the base config's options of the
+fixed by the base config. A key may have several ranges, each with its own ``when``, so that methods which
+want very different learning rates each get theirs; at most one of them may apply to a trial. Changing ``method.name`` (or ``task.name``) drops the base config's options of the
 other method, so they cannot leak into one they do not belong to.
 """
 
@@ -23,7 +27,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +55,13 @@ class Param:
     choices: tuple[Any, ...] = ()
     when: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     """(key, allowed values) pairs that must all hold for this parameter to be sampled."""
+    name: str = ""
+    """The parameter's name in the Optuna study: ``key``, or ``key`` and its condition when the key has several
+    ranges (Optuna models each name on its own, so two methods' learning rates do not blur into one)."""
+
+    @property
+    def optuna_name(self) -> str:
+        return self.name or self.key
 
     def active(self, values: Mapping[str, Any]) -> bool:
         """Whether the conditions hold for the values chosen so far (``values``: dotted key -> value)."""
@@ -59,10 +70,11 @@ class Param:
     def suggest(self, trial: Any) -> Any:
         """Ask the Optuna trial for a value of this parameter."""
         if self.kind == "categorical":
-            return trial.suggest_categorical(self.key, list(self.choices))
+            return trial.suggest_categorical(self.optuna_name, list(self.choices))
         if self.kind == "int":
-            return trial.suggest_int(self.key, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
-        return trial.suggest_float(self.key, float(self.low), float(self.high), step=self.step, log=self.log)
+            return trial.suggest_int(self.optuna_name, int(self.low), int(self.high), step=int(self.step or 1),
+                                     log=self.log)
+        return trial.suggest_float(self.optuna_name, float(self.low), float(self.high), step=self.step, log=self.log)
 
     def corners(self) -> list[Any]:
         """The values that bound this parameter (the ends of a range, every choice): what validation tries."""
@@ -84,8 +96,13 @@ class Space:
         """The config tree of one trial: ``base`` with each active parameter set to the value the trial suggests."""
         tree = copy_tree(base)
         values = _fixed_values(base)
+        sampled: set[str] = set()
         for param in self.params:
             if param.active(values):
+                if param.key in sampled:
+                    raise ConfigError(f"space file {self.source!r}: two ranges of {param.key} apply to the same trial; "
+                                      "make their `when` conditions exclusive.")
+                sampled.add(param.key)
                 values[param.key] = param.suggest(trial)
                 put(tree, param.key, values[param.key])
         return tree
@@ -101,12 +118,21 @@ class Space:
             return optuna.pruners.HyperbandPruner(**options)
         return optuna.pruners.NopPruner()
 
-    def build_sampler(self, seed: int) -> Any:
-        """The Optuna sampler the space file names, seeded with its ``seed`` or ``seed`` (the run's training.seed)."""
+    def build_sampler(self, seed: int, stream: tuple[int, ...] = ()) -> Any:
+        """The Optuna sampler the space file names, seeded with its ``seed`` or ``seed`` (the run's training.seed).
+
+        ``stream`` (worker number, trials already in the study) gives each worker, and each continuation of a
+        stopped sweep, a seed of its own derived from that one: a sampler rebuilt with the same seed would propose
+        the trials it proposed before. A fresh study with one worker (``stream`` all zeros) uses the seed as is.
+        """
+        import numpy as np
         import optuna
 
         options = {k: v for k, v in self.sampler.items() if k != "type"}
-        options.setdefault("seed", seed)
+        base = int(options.get("seed", seed))
+        if any(stream):
+            base = int(np.random.SeedSequence([base, *stream]).generate_state(1)[0])
+        options["seed"] = base
         if self.sampler["type"] == "random":
             return optuna.samplers.RandomSampler(**options)
         return optuna.samplers.TPESampler(**options)
@@ -151,7 +177,7 @@ def load(path: str | Path, base: Mapping[str, Any]) -> Space:
     raw_params = tree.get("params")
     if not isinstance(raw_params, Mapping) or not raw_params:
         raise ConfigError(f"space file {where!r} has no params; add a `params:` mapping of config keys to ranges.")
-    params = [_param(where, str(key), spec) for key, spec in raw_params.items()]
+    params = [param for key, spec in raw_params.items() for param in _params(where, str(key), spec)]
     space = Space(params, metric=_metric(where, tree.get("metric")), direction=_direction(where, tree.get("direction")),
                   pruner=_choice_section(where, "pruner", tree.get("pruner"), PRUNERS, "none"),
                   sampler=_choice_section(where, "sampler", tree.get("sampler"), SAMPLERS, "tpe"), source=where)
@@ -171,6 +197,27 @@ def _number(where: str, key: str, name: str, value: Any) -> float | int:
         return float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"space file {where!r}: {key}.{name} must be a number, not {value!r}.") from None
+
+
+def _params(where: str, key: str, spec: Any) -> list[Param]:
+    """The ranges of one ``params`` entry: one, or a list of conditional ones (``[{low: .., when: ..}, ...]``)."""
+    if not (isinstance(spec, list) and spec and all(isinstance(s, Mapping) for s in spec)):
+        return [_param(where, key, spec)]
+    if len(spec) == 1:
+        return [_param(where, key, spec[0])]
+    params = [_param(where, key, s) for s in spec]
+    if any(not p.when for p in params):
+        raise ConfigError(f"space file {where!r}: {key} has several ranges, so each needs a `when` saying where it "
+                          "applies, e.g. when: {method.name: full}.")
+    conditions = [p.when for p in params]
+    if len(set(conditions)) < len(conditions):
+        raise ConfigError(f"space file {where!r}: two ranges of {key} have the same `when`; merge them or make the "
+                          "conditions exclusive.")
+    return [replace(p, name=f"{key} ({_condition_text(p.when)})") for p in params]
+
+
+def _condition_text(when: tuple[tuple[str, tuple[Any, ...]], ...]) -> str:
+    return ", ".join(f"{k}={'|'.join(str(v) for v in values)}" for k, values in when)
 
 
 def _param(where: str, key: str, spec: Any) -> Param:

@@ -87,17 +87,21 @@ def _rdb(url: str) -> Any:
 
 
 def open_study(sweep: Sweep, worker: int = 0) -> Any:
-    """The sweep's study, created on first use; the sampler's seed differs per worker so they do not repeat."""
+    """The sweep's study, created on first use; each worker and each continuation samples from its own seed."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # tunekit logs each trial itself
     try:
-        return optuna.create_study(storage=_rdb(sweep.storage), study_name=sweep.name, load_if_exists=True,
-                                   direction=sweep.direction, sampler=sweep.space.build_sampler(sweep.seed + worker),
-                                   pruner=sweep.space.build_pruner())
+        study = optuna.create_study(storage=_rdb(sweep.storage), study_name=sweep.name, load_if_exists=True,
+                                    direction=sweep.direction, sampler=sweep.space.build_sampler(sweep.seed),
+                                    pruner=sweep.space.build_pruner())
     except ValueError as exc:  # the stored study was created with another direction
         raise ConfigError(f"study {sweep.name!r} in {sweep.storage!r} cannot be continued ({exc}); use another "
                           "--name or the same objective.") from None
+    existing = len(study.get_trials(deepcopy=False))
+    if worker or existing:  # a continued study or another worker: a seed of its own, or it repeats earlier trials
+        study.sampler = sweep.space.build_sampler(sweep.seed, (worker, existing))
+    return study
 
 
 def probe_metric(cfg: config_mod.RunConfig, wanted: str | None) -> tuple[str, bool]:
