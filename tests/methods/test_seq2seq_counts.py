@@ -144,7 +144,8 @@ def test_bottleneck_count(a, reduction, name):
 @SETTINGS
 @given(seq2seq(), st.integers(1, 6), st.sampled_from([False, 5]))
 def test_prefix_count(a, tokens, projection):
-    width = a["decoder_layers"] * 2 * inner(a)  # decoder self-attention only (PEFT's SEQ_2_SEQ_LM layout)
+    width = (a["layers"] + 2 * a["decoder_layers"]) * 2 * inner(a)  # encoder self, decoder self, cross (each choice:
+    # tests/methods/test_prefix_seq2seq.py)
     formula = tokens * width if not projection else tokens * a["hidden"] + a["hidden"] * 5 + 5 + 5 * width + width
     check(a, "prefix-tuning", {"num_virtual_tokens": tokens, "projection": projection}, formula)
 
@@ -223,7 +224,8 @@ REFERENCE = [
     ("bart-base", "lora", {"r": 8, "target_modules": ["q_proj", "v_proj"]}, 442_368),
     # k and v of every attention (18 x 2 x 512) + the feed-forward input of wo (12 x 2048): PEFT's T5 defaults
     ("t5-small", "ia3", {}, 43_008),
-    ("t5-small", "prefix-tuning", {"num_virtual_tokens": 20}, 122_880),  # 20 x 6 decoder layers x 2 x 512
+    ("t5-small", "prefix-tuning", {"num_virtual_tokens": 20, "attention": ["decoder"]}, 122_880),  # 20 x 6 x 2 x 512
+    ("t5-small", "prefix-tuning", {"num_virtual_tokens": 20}, 368_640),  # encoder, decoder and cross: 18 layers
     ("t5-small", "full", {}, 60_506_624),
     ("bart-base", "full", {}, 139_420_416),
     ("t5-small", "prompt-tuning", {"num_virtual_tokens": 20}, 10_240),

@@ -120,7 +120,7 @@ def _peft_logits(model, batch):
 @peft_needed
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize(("name", "options"), [("lora", {"r": 4}), ("lora", {"r": 2, "target_modules": "all-linear"}),
-                                               ("prefix-tuning", {"num_virtual_tokens": 3})])
+                                               ("prefix-tuning", {"num_virtual_tokens": 3, "attention": ["decoder"]})])
 def test_tunekit_adapter_loads_in_peft(family, name, options, tmp_path):
     model = FACTORIES[family]()
     applied = apply(name, model, **options)
