@@ -198,3 +198,21 @@ def test_a_continued_study_does_not_propose_its_earlier_trials_again(tmp_path):
 
     first = propose(3)
     assert set(propose(3)).isdisjoint(first)
+
+
+def test_workers_share_the_cores_unless_told_otherwise(monkeypatch):
+    import torch
+
+    from tunekit.sweep import study as st
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(st.os, "cpu_count", lambda: 8)
+    try:
+        assert st.share_cores(1) is None
+        assert st.share_cores(4) == 2 and torch.get_num_threads() == 2
+        assert st.share_cores(16) == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        assert st.share_cores(4) is None
+    finally:
+        torch.set_num_threads(before)
