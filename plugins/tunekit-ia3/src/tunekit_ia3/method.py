@@ -9,6 +9,9 @@ for grouped-query attention; ``d_ff`` = feed-forward intermediate width).
 Encoder-decoder models (T5, BART): every block of both stacks gets its self-attention key/value vectors
 and its feed-forward vector, and each decoder block also gets key/value vectors on its cross-attention
 (as PEFT's IA3 defaults for T5 do), so a decoder block holds ``2 * d_k + 2 * d_v + d_ff`` parameters.
+Their folders are PEFT's IA3 format (``task_type: SEQ_2_SEQ_LM``), which ``peft.PeftModel.from_pretrained``
+loads with identical outputs; with a kept-trainable module (which the seq2seq task never adds) and on
+one-stack models the folder is tunekit's own format, as before.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from tunekit.methods.surgery import (
     freeze_all,
     load_into,
     load_tunekit_adapter,
+    peft_task_type,
     present_modules,
     replace_module,
     resolve_modules,
@@ -132,6 +136,19 @@ class IA3Applied(AppliedMethod):
 
     def wrappers(self) -> dict[str, IA3Scaled]:
         return {t.name: self.model.get_submodule(t.name) for t in self.targets}  # type: ignore[misc]
+
+    @property
+    def peft_format(self) -> bool:
+        """True when the folder is written in PEFT's IA3 format: encoder-decoder models, no kept module."""
+        return peft_task_type(self.model) == "SEQ_2_SEQ_LM" and not self.keep
+
+    def save(self, folder: str | Path) -> None:
+        """PEFT's IA3 format for encoder-decoder models (unmerged vectors), tunekit's own otherwise."""
+        if not self.peft_format:
+            super().save(folder)
+            return
+        wrappers = self.wrappers()
+        peft_files.write(folder, self.model, {t.name: (t.side, wrappers[t.name].full_vector()) for t in self.targets})
 
     def merge(self) -> None:
         """Fold every vector into its projection (MethodError for a quantized base, before any change)."""

@@ -1,9 +1,10 @@
-"""Reading IA3 folders that PEFT wrote (``peft_type: IA3``), so tunekit continues from PEFT's adapters.
+"""IA3 folders in PEFT's layout (``peft_type: IA3``): read PEFT's, and write them for encoder-decoder models.
 
 PEFT's ``target_modules`` minus its ``feedforward_modules`` rescale their outputs (tunekit's
 ``key_value_modules``), the ``feedforward_modules`` their inputs; both are name suffixes or one regex, as in
 tunekit. PEFT stores each vector as ``base_model.model.<module>.ia3_l`` shaped ``[out, 1]`` or ``[1, in]``;
-tunekit's are flat, under the same module names. (tunekit still writes its own format.)
+tunekit's are flat, under the same module names. ``write`` produces that layout (``task_type`` from the model
+class, the targets as full module names, so PEFT wraps exactly the modules tunekit wrapped).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 
 from tunekit.errors import CheckpointError, ConfigError
 from tunekit.methods import adapter_files
+from tunekit.methods.surgery import peft_task_type
 from tunekit.options import build
 from tunekit_ia3.options import IA3Options
 
@@ -69,3 +71,17 @@ def tensors(folder: str | Path, params: dict[str, torch.Tensor]) -> dict[str, to
             value = value.reshape(params[name].shape)
         out[name] = value
     return out
+
+
+def write(folder: str | Path, model: Any, vectors: dict[str, tuple[str, torch.Tensor]]) -> None:
+    """Write ``vectors`` (``{module name: (side, full vector)}``, side ``in`` for feed-forward inputs) as a PEFT
+    IA3 folder for ``model`` (nothing else trains: PEFT's ``modules_to_save`` stays empty)."""
+    config = {
+        "peft_type": "IA3", "task_type": peft_task_type(model),
+        "base_model_name_or_path": getattr(getattr(model, "config", None), "_name_or_path", None) or None,
+        "target_modules": sorted(vectors), "feedforward_modules": sorted(n for n, (side, _) in vectors.items() if side == "in"),
+        "fan_in_fan_out": False, "init_ia3_weights": True, "inference_mode": True, "modules_to_save": None,
+    }
+    tensors = {f"{PREFIX}{name}.ia3_l": vector.detach().reshape((1, -1) if side == "in" else (-1, 1))
+               for name, (side, vector) in vectors.items()}
+    adapter_files.write(folder, config, tensors)
