@@ -4,7 +4,10 @@ prepended to every sequence, are trained (plus the task head, when the task adds
 
 Parameters: ``num_virtual_tokens * embedding_width``.
 
-Encoder-decoder models (T5, BART): the prompt is prepended to the encoder input (see ``layer``).
+Encoder-decoder models (T5, BART): the prompt is prepended to the encoder input (see ``layer``), and folders
+are PEFT's prompt-tuning format (``task_type: SEQ_2_SEQ_LM``; see ``PromptTuningApplied.save``), which
+``peft.PeftModel.from_pretrained`` loads with identical outputs. Other models (and a kept-trainable module,
+which the seq2seq task never adds) write tunekit's own format.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from tunekit.methods.surgery import (
     freeze_all,
     load_into,
     load_tunekit_adapter,
+    peft_task_type,
     present_modules,
     resolve_modules,
     unfreeze,
@@ -78,6 +82,32 @@ class PromptTuningApplied(AppliedMethod):
     def new_parameters(self) -> list[str]:
         """The prompt vectors (the engine trains them as new weights)."""
         return [f"{self.prompt_name}.weight"]
+
+    @property
+    def peft_format(self) -> bool:
+        """True when the folder is written in PEFT's format: encoder-decoder models, no kept module."""
+        return peft_task_type(self.model) == "SEQ_2_SEQ_LM" and not self.keep
+
+    def save(self, folder: str | Path) -> None:
+        """PEFT's prompt-tuning format for encoder-decoder models, tunekit's own otherwise.
+
+        PEFT keeps ``2 * num_virtual_tokens`` rows for ``SEQ_2_SEQ_LM`` (``num_transformer_submodules: 2``) and
+        prepends only the first ``num_virtual_tokens`` to the encoder input; the second set, which its forward
+        never reads, is written as zeros.
+        """
+        if not self.peft_format:
+            super().save(folder)
+            return
+        prompt = self.prompt.weight.detach()
+        config = self.model.config
+        adapter_files.write(folder, {
+            "peft_type": "PROMPT_TUNING", "task_type": "SEQ_2_SEQ_LM",
+            "base_model_name_or_path": getattr(config, "_name_or_path", None) or None,
+            "num_virtual_tokens": self.prompt.num_virtual_tokens, "token_dim": int(prompt.shape[1]),
+            "num_transformer_submodules": 2, "num_attention_heads": config.num_attention_heads,
+            "num_layers": config.num_hidden_layers, "prompt_tuning_init": "RANDOM", "inference_mode": True,
+            "modules_to_save": None,
+        }, {"prompt_embeddings": torch.cat([prompt, torch.zeros_like(prompt)])})
 
     def merge(self) -> None:
         raise MethodError("prompt tuning adds input vectors that cannot be folded into the weights; keep the adapter instead of merging.")
