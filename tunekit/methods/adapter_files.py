@@ -62,10 +62,10 @@ def method_of(folder: str | Path) -> str:
     if isinstance(config.get("tunekit_method"), str):
         return config["tunekit_method"]
     peft_type = config.get("peft_type")
-    names = {"LORA": "lora", "PREFIX_TUNING": "prefix-tuning"}
+    names = {"LORA": "lora", "PREFIX_TUNING": "prefix-tuning", "IA3": "ia3", "PROMPT_TUNING": "prompt-tuning"}
     if peft_type in names:
         return names[peft_type]
     raise CheckpointError(
         f"{str(Path(folder) / CONFIG_NAME)!r} names neither a tunekit method nor a supported PEFT type "
-        f"({peft_type!r}); tunekit loads its own adapters and PEFT LoRA / prefix-tuning adapters."
+        f"({peft_type!r}); tunekit loads its own adapters and PEFT LoRA, prefix-tuning, IA3 and prompt-tuning adapters."
     )
