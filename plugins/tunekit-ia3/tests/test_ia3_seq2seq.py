@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from transformers import BartConfig, BartForConditionalGeneration, T5Config, T5ForConditionalGeneration
 from tunekit_ia3 import IA3
 
+from tunekit.methods import adapter_files
 from tunekit.methods.protocol import make_options
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="peft is not installed")
@@ -74,6 +75,7 @@ def test_saved_folder_is_peft_ia3_and_peft_loads_it_with_identical_outputs(famil
     config = json.loads((tmp_path / "adapter_config.json").read_text())
     assert (config["peft_type"], config["task_type"]) == ("IA3", "SEQ_2_SEQ_LM") and "tunekit_method" not in config
     assert set(config["feedforward_modules"]) < set(config["target_modules"])
+    assert adapter_files.method_of(tmp_path) == "ia3"
     tensors = load_file(str(tmp_path / "adapter_model.safetensors"))
     assert len(tensors) == len(applied.targets) and all(k.startswith("base_model.model.") for k in tensors)
     theirs = peft_load(family, gated, tmp_path)

@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from transformers import BartConfig, BartForConditionalGeneration, T5Config, T5ForConditionalGeneration
 from tunekit_prompt_tuning import PromptTuning
 
+from tunekit.methods import adapter_files
 from tunekit.methods.protocol import make_options
 
 VOCAB, LENGTH = 24, 6
@@ -86,6 +87,7 @@ def test_saved_folder_is_peft_prompt_tuning_and_peft_loads_it_with_identical_out
     config = json.loads((tmp_path / "adapter_config.json").read_text())
     assert (config["peft_type"], config["task_type"], config["num_transformer_submodules"]) == \
         ("PROMPT_TUNING", "SEQ_2_SEQ_LM", 2) and "tunekit_method" not in config
+    assert adapter_files.method_of(tmp_path) == "prompt-tuning"
     stored = load_file(str(tmp_path / "adapter_model.safetensors"))
     assert list(stored) == ["prompt_embeddings"] and stored["prompt_embeddings"].shape == (6, 32)
     torch.testing.assert_close(stored["prompt_embeddings"][:3], applied.prompt.weight.detach(), atol=0, rtol=0)
