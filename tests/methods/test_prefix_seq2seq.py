@@ -257,3 +257,25 @@ def test_loss_falls_with_every_single_kind():
             apply("prefix-tuning", model, num_virtual_tokens=4, attention=kinds)
             before, after = train(model, copy_batch(8), 40, 1e-1)
             assert after < 0.9 * before, (family, kinds, before, after)
+
+
+# ---------------------------------------------------------------- through the seq2seq task
+
+
+def test_a_seq2seq_run_learns_to_copy_and_its_folder_predicts_the_same(tmp_path):
+    """``tunekit.run`` with the default prefixes on tiny T5, then ``load_run`` from the tunekit-format folder."""
+    import tests.tasks.test_seq2seq as task_tests  # the task's tokenizer, model and copy-data builders
+    import tunekit
+
+    tok = task_tests.make_tokenizer("t5")
+    task_tests.make_model("t5", len(tok)).save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    rows = task_tests.copy_rows()
+    data = task_tests._jsonl(tmp_path / "copy.jsonl", rows)
+    method = {"name": "prefix-tuning", "num_virtual_tokens": 8}
+    result = tunekit.run(task_tests._config(tmp_path / "model", data, tmp_path / "run", method, 100, 1e-1))
+    assert result.summary["eval_exact_match"] == 100.0, result.summary
+    assert adapter_files.read_config(result.output_dir / "adapter")["tunekit_method"] == "prefix-tuning"
+    loaded = tunekit.load_run(result.output_dir)
+    sources = [r["source"] for r in rows]
+    assert loaded.job.predict(loaded.model, sources) == sources
