@@ -77,10 +77,28 @@ def _cache_in(call: Any) -> Any:
     return next((keywords[k] for k in CACHE_ARGUMENTS if keywords.get(k) is not None), None)
 
 
-def _put_back(layers: list[Any], states: list[dict[str, Any]]) -> None:
-    # strict=False: layers a cache adds lazily after the snapshot are left as they are
-    for layer, state in zip(layers, states, strict=False):
-        layer.__dict__.update(state)
+def _layer_caches(cache: Any) -> list[Any]:
+    """The caches holding a ``layers`` list inside ``cache`` (an encoder-decoder cache holds two)."""
+    parts = [getattr(cache, name, None) for name in ("self_attention_cache", "cross_attention_cache")]
+    found = [c for c in parts if c is not None] or [cache]
+    return [c for c in found if isinstance(getattr(c, "layers", None), list)]
+
+
+def _snapshot(cache: Any, caches: list[Any]) -> tuple[list[tuple[list[Any], list[dict[str, Any]]]], dict[Any, Any]]:
+    """Each cache's layer list and every layer's state, and an encoder-decoder cache's ``is_updated`` flags."""
+    return [(list(c.layers), [dict(vars(layer)) for layer in c.layers]) for c in caches], \
+        dict(getattr(cache, "is_updated", None) or {})
+
+
+def _restore(cache: Any, caches: list[Any], snapshot: Any) -> None:
+    lists, updated = snapshot
+    for c, (layers, states) in zip(caches, lists, strict=True):
+        c.layers[:] = layers  # layers a cache added lazily since the snapshot go too
+        for layer, state in zip(layers, states, strict=True):
+            layer.__dict__.update(state)
+    if isinstance(getattr(cache, "is_updated", None), dict):
+        cache.is_updated.clear()
+        cache.is_updated.update(updated)
 
 
 def _cache_safe_checkpoint(function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -88,15 +106,16 @@ def _cache_safe_checkpoint(function: Any, *args: Any, **kwargs: Any) -> Any:
 
     A block given a cache appends its keys and values to it. transformers therefore drops the cache of a
     checkpointed block, which would silently drop the prefixes of prefix tuning. Written here because
-    transformers offers no hook for it: the cache's layers are remembered before the forward and put back
-    before the backward's recompute, so the block appends to the same prefix again and computes the same
-    activations; afterwards the layers hold what the forward left.
+    transformers offers no hook for it: the cache's layers (both caches of an encoder-decoder cache, and its
+    cross-attention ``is_updated`` flags) are remembered before the forward and put back before the backward's
+    recompute, so the block appends to the same prefix again and computes the same activations; afterwards
+    the cache holds what the forward left.
     """
     cache = _cache_in(function)
-    layers = getattr(cache, "layers", None)
-    if not isinstance(layers, list):
+    caches = _layer_caches(cache) if cache is not None else []
+    if not caches:
         return checkpoint(function, *args, **kwargs)
-    before = [dict(vars(layer)) for layer in layers]
+    before = _snapshot(cache, caches)
     calls = 0
 
     def replay(*inner: Any) -> Any:
@@ -104,12 +123,12 @@ def _cache_safe_checkpoint(function: Any, *args: Any, **kwargs: Any) -> Any:
         calls += 1
         if calls == 1:  # the forward itself: nothing to restore
             return function(*inner)
-        after = [dict(vars(layer)) for layer in layers]
-        _put_back(layers, before)
+        after = _snapshot(cache, caches)
+        _restore(cache, caches, before)
         try:
             return function(*inner)
         finally:
-            _put_back(layers, after)
+            _restore(cache, caches, after)
 
     return checkpoint(replay, *args, **kwargs)
 
