@@ -246,3 +246,17 @@ def test_run_keeps_the_threshold_and_predict_prints_the_margin(tmp_path, tiny_be
             assert line["span"] in CONTEXT and line["null_margin"] > margin - 1e-3
         else:
             assert "null_margin" not in line and CONTEXT[line["start"]:].startswith(line["answer"])
+
+
+def test_fresh_span_head_starts_at_zero(tmp_path, bert_tokenizer, tiny_bert):
+    rows = read_dataset(str(_squad(tmp_path / "s.json", "v1.1")), DataConfig())
+    job = _task().prepare(_ctx(bert_tokenizer, rows, rows))
+    model = job.build_model(ResolvedModel(str(tiny_bert)), {})
+    assert not model.qa_outputs.weight.any() and not model.qa_outputs.bias.any()
+    batch = {k: v for k, v in _batches(job)[0].items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    assert not model(**batch).start_logits.any()  # every position equally likely before training
+    drawn = _task().prepare(_ctx(bert_tokenizer, rows, rows, zero_init_head=False))
+    assert drawn.build_model(ResolvedModel(str(tiny_bert)), {}).qa_outputs.weight.abs().sum() > 0
+    job.save(tmp_path / "run")
+    restored = _task().restore(_ctx(bert_tokenizer, None), tmp_path / "run")  # predict/eval: trained weights come next
+    assert restored.build_model(ResolvedModel(str(tiny_bert)), {}).qa_outputs.weight.abs().sum() > 0
