@@ -98,25 +98,16 @@ def save_plain_folder(model: Any, tokenizer: Any, target: Path) -> bool:
     refuse. The folder appears complete or not at all; an empty folder at ``target`` is replaced.
     Returns False, writing nothing, when another process created ``target`` meanwhile.
     """
-    import shutil
-    import tempfile
+    from tunekit import files
 
     model.hf_quantizer = None
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        if target.is_dir() and not any(target.iterdir()):
-            target.rmdir()
-        if target.exists():
-            shutil.rmtree(tmp)
-            return False
-        os.replace(tmp, target)
-        return True
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with files.staged_folder(target) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+    except files.FolderExistsError:
+        return False
+    return True

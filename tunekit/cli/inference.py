@@ -1,6 +1,6 @@
 """``tunekit eval``, ``predict``, ``generate`` and ``chat``: use a finished run folder.
 
-Every command loads the run with ``tunekit.runs.runner.load_run`` (base model + task head + trained
+Every command loads the run with ``tunekit.runs.loading.load_run`` (base model + task head + trained
 method weights) and talks to the restored task job, so it works for every task that implements
 ``encode``/``evaluate``/``predict`` (and ``generate`` for the causal-lm commands).
 """
@@ -25,7 +25,7 @@ QUANTIZE_OPTION = click.option("--quantize", default=None,
 
 
 def _load(run_dir: str, quantize: str | None) -> Any:
-    from tunekit.runs.runner import load_run
+    from tunekit.runs.loading import load_run
 
     with console.status(f"loading {run_dir} ..."):
         return load_run(run_dir, quantize=quantize)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import pickle  # only for its exception type: nothing here unpickles without weights_only
 import random
 import re
@@ -29,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from tunekit import files
 from tunekit.errors import CheckpointError
 from tunekit.methods.surgery import load_into
 
@@ -117,50 +117,12 @@ def step_dir(out_dir: str | Path, step: int) -> Path:
     return checkpoints_dir(out_dir) / f"step-{step}"
 
 
-def _fsync_tree(folder: Path) -> None:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            with open(path, "rb") as fh:
-                os.fsync(fh.fileno())
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 @contextlib.contextmanager
 def atomic_folder(final: Path) -> Iterator[Path]:
     """Yield a temporary folder next to ``final``; on success flush it, mark it complete and rename it to ``final``."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with files.staged_folder(final, replace=True, durable=True) as tmp:
         yield tmp
         (tmp / MARKER).write_text(time.strftime("%Y-%m-%dT%H:%M:%S") + "\n")
-        _fsync_tree(tmp)
-        old = None
-        if final.exists():
-            old = final.parent / f".old-{final.name}-{os.getpid()}"
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(final, old)
-        os.rename(tmp, final)
-        _fsync_dir(final.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -262,5 +224,5 @@ def prune(out_dir: str | Path, keep: int) -> None:
     folder = checkpoints_dir(out_dir)
     if folder.is_dir():
         for child in folder.iterdir():
-            if child.name.startswith((".tmp-", ".old-")) or (_STEP.match(child.name) and not (child / MARKER).exists()):
+            if child.name.startswith((files.TMP_PREFIX, files.OLD_PREFIX)) or (_STEP.match(child.name) and not (child / MARKER).exists()):
                 shutil.rmtree(child, ignore_errors=True)

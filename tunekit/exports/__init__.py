@@ -27,7 +27,7 @@ def export_run(run_dir: str | Path, output: str | Path, fmt: str = "hf", *, dtyp
 
     ``dtype`` is the GGUF weight type (f32, f16 or q8_0); the other formats write float32 weights.
     """
-    from tunekit.runs.runner import load_run
+    from tunekit.runs.loading import load_run
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from tunekit import files
 from tunekit.errors import MethodError, UsageError
 
 
@@ -60,15 +58,9 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     On an error (or Ctrl-C) the temporary folder is removed, so ``target`` is complete or absent.
     """
     check_target(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        yield tmp
-        if target.is_dir() and not any(target.iterdir()):
-            target.rmdir()
-        if target.exists():
-            raise UsageError(f"export folder {str(target)!r} was created by someone else meanwhile; choose a new --output.")
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with files.staged_folder(target) as tmp:
+            yield tmp
+    except files.FolderExistsError:
+        raise UsageError(f"export folder {str(target)!r} was created by someone else meanwhile; choose a new "
+                         "--output.") from None

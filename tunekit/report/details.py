@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
+from tunekit import files
 from tunekit.protocols import optional
 from tunekit.tasks.protocol import JOB_OPTIONAL
 
@@ -21,14 +21,7 @@ log = logging.getLogger("tunekit.report")
 EVAL_DETAILS_FILE = "eval_details.json"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+write_atomic = files.write_text  # the name the report module imports
 
 
 class DetailsRecorder:

@@ -152,7 +152,7 @@ def _add_routes(app: Any, service: Service) -> None:
 
 
 def create_app(loaded: Any, *, max_batch: int = 32, batch_wait_s: float = 0.005) -> Any:
-    """The FastAPI app serving ``loaded`` (a ``tunekit.runs.runner.LoadedRun``).
+    """The FastAPI app serving ``loaded`` (a ``tunekit.runs.loading.LoadedRun``).
 
     ``max_batch`` inputs at most share one ``predict`` call; the batcher waits ``batch_wait_s`` seconds for more
     requests after the first. ``app.state.service`` holds the shared state (``close()`` stops the batcher).
