@@ -216,3 +216,12 @@ def test_workers_share_the_cores_unless_told_otherwise(monkeypatch):
         assert st.share_cores(4) is None
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_documented_sweep_spaces_parse_against_their_base():
+    from tests.helpers import REPO
+    from tunekit import config as config_mod
+
+    base = config_mod.read_yaml(REPO / "docs" / "recipes" / "cola-sweep.yaml")
+    space = sp.load(REPO / "docs" / "recipes" / "sweeps" / "cola-space.yaml", base)
+    assert {p.key for p in space.params} >= {"method.name", "training.lr", "training.epochs"}
