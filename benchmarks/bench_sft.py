@@ -9,6 +9,12 @@ same function here (token-weighted cross-entropy over the held-out responses); t
 loss on the same slice is computed in the PEFT process before its clock starts.
 
     python benchmarks/bench_sft.py [--quick]
+
+One side alone (how the seed spread and the bf16 figures in benchmarks/README.md were measured; ``seed`` defaults
+to 42 on both sides, ``precision`` (tunekit only) to fp32, the setting the benchmark compares):
+
+    PYTHONPATH=benchmarks python benchmarks/bench_sft.py --child tunekit --out r.json \
+        --params '{"train": 32, "eval": 8, "seed": 7, "precision": "bf16", "model": "<SmolLM2 folder>"}'
 """
 
 from __future__ import annotations
@@ -107,7 +113,8 @@ def tunekit_setup(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
         "data": {"train": str(bench_data.write_json(train, workdir / "train.json")),
                  "validation": str(bench_data.write_json(held, workdir / "eval.json"))},
         "method": {"name": "lora", "r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
-        "training": {"epochs": 1, "batch_size": BATCH, "lr": LR, "seed": 42},
+        "training": {"epochs": 1, "batch_size": BATCH, "lr": LR, "seed": p.get("seed", 42),
+                     "precision": p.get("precision", "fp32")},
     }
     result = tunekit_side.run(config, workdir)
     loaded = tunekit.load_run(result.pop("output_dir"))
@@ -129,13 +136,16 @@ def peft_setup(p: dict[str, Any], workdir: Path) -> dict[str, Any]:
     tokenizer = tokenizer_for(p["model"])  # the untrained model's loss first, outside the timed part
     base_loss = eval_loss(AutoModelForCausalLM.from_pretrained(p["model"]), tokenizer, encode_all(tokenizer, held))
     start = time.perf_counter()
-    set_seed(peers.SEED)
+    seed = p.get("seed", peers.SEED)
+    set_seed(seed)
     tokenizer = tokenizer_for(p["model"])
     model = AutoModelForCausalLM.from_pretrained(p["model"])
     model = get_peft_model(model, LoraConfig(task_type=TaskType.CAUSAL_LM, r=8, lora_alpha=16, lora_dropout=0.0,
                                              target_modules=["q_proj", "v_proj"]))
     train_features, held_features = encode_all(tokenizer, train), encode_all(tokenizer, held)
-    trainer = Trainer(model=model, args=peers.training_args(workdir / "trainer", LR, BATCH, 1),
+    args = peers.training_args(workdir / "trainer", LR, BATCH, 1)
+    args.seed = seed  # the seed-spread runs (README) change it; the benchmark itself keeps peers.SEED
+    trainer = Trainer(model=model, args=args,
                       train_dataset=train_features,
                       data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
     t0 = time.perf_counter()
