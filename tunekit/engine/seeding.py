@@ -26,6 +26,9 @@ def use_deterministic_algorithms() -> None:
         return
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS (read at first use)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    # Deterministic mode also fills every uninitialised tensor (torch.empty) with NaN, a debugging aid that changes no
+    # result but writes each activation once more: 608 fills instead of 65 in a SmolLM2 forward, ~6% of its CPU time.
+    torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
     if hasattr(torch.backends, "cudnn"):
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
