@@ -41,7 +41,7 @@ class BottleneckMethod:
     identity_at_init = True
     supports_merge = False  # the non-linearity makes the adapter impossible to fold into a linear layer
     trains_base_weights = False
-    default_lr = 1e-3  # the learning rate used when training.lr is not set
+    default_lr = 3e-3  # the learning rate used when training.lr is not set (evidence: docs/defaults.md)
 
     def __init__(self, name: str, description: str, slots: tuple[str, ...]) -> None:
         self.name = name

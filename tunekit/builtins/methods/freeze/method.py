@@ -32,7 +32,7 @@ class Freeze:
     supports_merge = False
     trains_base_weights = False
     trains_in_place = True  # it only unfreezes modules: export writes the trained model as it is
-    default_lr = 1e-4  # the learning rate used when training.lr is not set
+    default_lr = 3e-4  # the learning rate used when training.lr is not set (evidence: docs/defaults.md)
 
     def apply(self, model: nn.Module, options: Any, keep_trainable: Sequence[str] = ()) -> AppliedMethod:
         keep = resolve_modules(model, keep_trainable)

@@ -35,7 +35,7 @@ class Full:
     identity_at_init = True
     supports_merge = False
     trains_base_weights = True
-    default_lr = 5e-5  # the learning rate used when training.lr is not set
+    default_lr = 1e-4  # the learning rate used when training.lr is not set (evidence: docs/defaults.md)
 
     def apply(self, model: nn.Module, options: Any, keep_trainable: Sequence[str] = ()) -> AppliedFull:
         keep = resolve_modules(model, keep_trainable)

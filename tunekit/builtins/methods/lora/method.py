@@ -72,7 +72,7 @@ class Lora:
     identity_at_init = True
     supports_merge = True
     trains_base_weights = False
-    default_lr = 1e-3  # the learning rate used when training.lr is not set
+    default_lr = 3e-3  # the learning rate used when training.lr is not set (evidence: docs/defaults.md)
 
     def apply(self, model: nn.Module, options: Any, keep_trainable: Sequence[str] = ()) -> AppliedLora:
         keep = resolve_modules(model, keep_trainable)

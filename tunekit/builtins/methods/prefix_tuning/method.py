@@ -168,7 +168,7 @@ class PrefixTuning:
     identity_at_init = False  # prefixes change the attention from the first step
     supports_merge = False
     trains_base_weights = False
-    default_lr = 1e-2  # the learning rate used when training.lr is not set
+    default_lr = 3e-2  # the learning rate used when training.lr is not set (evidence: docs/defaults.md)
 
     def apply(self, model: nn.Module, options: Any, keep_trainable: Sequence[str] = ()) -> AppliedPrefix:
         info = architecture.arch_info(model)  # MethodError for architectures without known attention layout
