@@ -56,12 +56,15 @@ def default_lr(method: str) -> float:
     return float(optional(registries().methods.get(method), "default_lr", METHOD_OPTIONAL))
 
 
+def rates(lr: float, multipliers: tuple[float, ...]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, training overrides) of the linear-decay runs at ``lr`` times each multiplier."""
+    return [(f"{m:g}x linear", {"lr": lr * m}) for m in multipliers]
+
+
 def settings(lr: float, multipliers: tuple[float, ...] = MULTIPLIERS) -> list[tuple[str, dict[str, Any]]]:
-    """(label, training overrides) of the runs for one method."""
-    runs = [(f"{m:g}x linear", {"lr": lr * m}) for m in multipliers]
-    runs.append(("1x constant", {"lr": lr, "scheduler": "constant"}))
-    runs.append(("1x linear, 10% warm-up", {"lr": lr, "warmup_ratio": 0.1}))
-    return runs
+    """(label, training overrides) of the runs for one method: the rates, then the two schedules at ``lr``."""
+    return [*rates(lr, multipliers), ("1x constant", {"lr": lr, "scheduler": "constant"}),
+            ("1x linear, 10% warm-up", {"lr": lr, "warmup_ratio": 0.1})]
 
 
 def further(results: list[dict[str, Any]], dataset: str, method: str) -> list[float]:
@@ -109,7 +112,7 @@ def main() -> None:
                         args.out.write_text(json.dumps(results, indent=1))
                         print(json.dumps(row), flush=True)
                     if label == f"{MULTIPLIERS[-1]:g}x linear":
-                        plan = settings(lr, tuple(further(results, dataset, method)))[:-2] + plan
+                        plan = rates(lr, tuple(further(results, dataset, method))) + plan
     print(table(results))
 
 
