@@ -13,14 +13,18 @@ from typing import Any
 SEED = 42
 
 
-def training_args(out: Path, lr: float, batch_size: int, epochs: float) -> Any:
-    """TrainingArguments with the Trainer's defaults except what the comparison fixes (lr, batch, epochs)."""
+def training_args(out: Path, lr: float, batch_size: int, epochs: float, seed: int = SEED, bf16: bool = False) -> Any:
+    """TrainingArguments with the Trainer's defaults except what the comparison fixes (lr, batch, epochs).
+
+    ``bf16`` must be given here: the arguments set up accelerate's mixed precision when they are built, so
+    changing the attribute afterwards has no effect.
+    """
     from transformers import TrainingArguments
 
     return TrainingArguments(
         output_dir=str(out), learning_rate=lr, per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size, num_train_epochs=epochs, seed=SEED, save_strategy="no",
-        report_to="none", disable_tqdm=True, use_cpu=True,
+        per_device_eval_batch_size=batch_size, num_train_epochs=epochs, seed=seed, save_strategy="no",
+        report_to="none", disable_tqdm=True, use_cpu=True, bf16=bf16,
     )
 
 

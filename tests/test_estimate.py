@@ -58,11 +58,12 @@ def test_llama2_7b_weights_from_a_bare_config(tmp_path):
 def test_parts_follow_the_settings(tmp_path):
     base = tiny(tmp_path, TINY_LLAMA, batch_size=2, length=32)
     assert base.details["task"] == "causal-lm"
-    assert base.total == base.weights + base.trainable_state + base.activations + base.logits + base.overhead
+    assert base.total == base.weights + base.trainable_state + base.activations + base.allocator + base.logits + base.overhead
     double = tiny(tmp_path, TINY_LLAMA, batch_size=4, length=32)
     assert double.activations == 2 * base.activations
     ckpt = tiny(tmp_path, TINY_LLAMA, batch_size=2, length=32, gradient_checkpointing=True)
     assert ckpt.activations < base.activations
+    assert base.allocator == base.activations // 2 and ckpt.allocator == 0  # the heap's slack only without ckpt
     bf16 = tiny(tmp_path, TINY_LLAMA, batch_size=2, length=32, precision="bf16")
     assert bf16.activations * 2 == base.activations
     full_logits = tiny(tmp_path, TINY_LLAMA, batch_size=2, length=32, logits_chunk=None)
@@ -111,7 +112,7 @@ def test_cli_json_on_a_config(tmp_path):
     proc = tunekit("estimate", "--model", config, "-b", "2", "-l", "32", "--json")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert data["total"] == sum(data[k] for k in ("weights", "trainable_state", "activations", "logits", "overhead"))
+    assert data["total"] == sum(data[k] for k in ("weights", "trainable_state", "activations", "allocator", "logits", "overhead"))
     table = tunekit("estimate", "--model", config, "--quantize", "nf4", "--option", "r=4")
     assert table.returncode == 0, table.stderr
     assert "activations" in table.stdout and "peak" in table.stdout

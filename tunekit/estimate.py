@@ -3,7 +3,7 @@
 The model is built on PyTorch's ``meta`` device from its config (shapes only, no storage) and the method is
 applied to it through the method registry, so the trainable and frozen parameter counts are exact for any
 method a plugin registers. A method that cannot be applied to a meta model is counted by its closed-form
-``expected_trainable``. The peak is the sum of five terms (``Estimate``):
+``expected_trainable``. The peak is the sum of six terms (``Estimate``):
 
 - **weights**: the frozen base at its storage dtype (float32: tunekit loads the base as transformers does,
   bf16 precision autocasts without converting the stored weights); with ``int8`` each quantized block linear
@@ -21,6 +21,11 @@ method a plugin registers. A method that cannot be applied to a meta model is co
 - **logits** (causal LM only): the loss keeps the float32 log-softmax of ``batch x length x vocab`` and backward
   holds two more tensors of that size (the incoming and outgoing gradients): 3 x B x L x V x 4 bytes. With a
   chunked loss of ``logits_chunk`` positions only one chunk's three tensors exist at a time.
+- **allocator**: without gradient checkpointing, half the activations again. On the CPU a run without
+  checkpointing keeps glibc's default allocator behaviour (fast; ``tunekit.engine.host_memory``), whose heap
+  holds on to the freed temporaries of the forward and backward passes: measured 0.45-0.6 x the activations on
+  MiniLM and SmolLM2 (benchmarks/bench_estimate.py, 2026-11-30). With checkpointing the engine returns freed
+  memory to the system and this term is zero.
 - **overhead**: the resident memory of a Python process with torch, transformers and tunekit imported and the
   tokenizer, data and allocator slack of a small run (``RUNTIME_OVERHEAD_BYTES``, measured; see there).
 
@@ -50,6 +55,9 @@ estimate with this figure)."""
 LOSS_CHUNK_TOKENS = 256
 """Learned positions the causal-LM task projects to the vocabulary at a time (its lean loss checkpoints each
 chunk); mirrors ``CHUNK_TOKENS`` of the built-in causal-lm task's loss module (a test keeps them equal)."""
+
+ALLOCATOR_SHARE = 0.5
+"""Freed temporaries the CPU heap keeps, as a share of the activations, when the run does not checkpoint."""
 
 TRAINABLE_BYTES = 16
 """float32 parameter + gradient + AdamW's two moments."""
@@ -98,11 +106,12 @@ class Estimate:
     trainable_params: int
     quantized_params: int
     details: dict[str, Any] = field(default_factory=dict)
+    allocator: int = 0
 
     @property
     def total(self) -> int:
-        """The predicted peak: the sum of the five parts."""
-        return self.weights + self.trainable_state + self.activations + self.logits + self.overhead
+        """The predicted peak: the sum of the six parts."""
+        return self.weights + self.trainable_state + self.activations + self.allocator + self.logits + self.overhead
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for ``--json``: every part, the total and the parameter counts."""
@@ -231,8 +240,8 @@ def block_elements(arch: Any, config: Any, length: int) -> int:
     inputs with mean and inverse deviation (2h + 4), queries, keys and values (3 q), the GELU input (i), and
     two dropout masks (2h) when hidden dropout is on. Attention: the fused kernel keeps its output and a
     log-sum-exp per head (q + heads); the unfused one (attention dropout) keeps three probability maps per
-    head: 3 heads x length (counted with saved-tensor hooks on MiniLM). Freed temporaries are not counted: the
-    engine returns them to the system (``tunekit.engine.host_memory``).
+    head: 3 heads x length (counted with saved-tensor hooks on MiniLM). Freed temporaries are not counted here (see
+    the allocator term).
     """
     h, q, kv, i, heads = arch.hidden, arch.heads * arch.head_dim, arch.kv_dim, arch.intermediate, arch.heads
     attention = 3 * heads * length if _unfused_attention(config) else q + heads
@@ -321,6 +330,7 @@ def estimate(model: str | Any, method: str, settings: Settings, method_options: 
     activations, counts = activation_bytes(applied, arch, config, settings)
     return Estimate(
         weights=weights, trainable_state=TRAINABLE_BYTES * trainable, activations=activations,
+        allocator=0 if settings.gradient_checkpointing else int(ALLOCATOR_SHARE * activations),
         logits=logits_bytes(arch.vocab, settings, task), overhead=overhead, total_params=total,
         trainable_params=trainable, quantized_params=quantized,
         details={"task": task, "family": arch.family, "layers": arch.layers, **counts},

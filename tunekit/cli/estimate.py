@@ -72,6 +72,7 @@ def estimate(model: str, method: str, options: tuple[str, ...], task: str | None
         ("weights", result.weights, f"{result.total_params - result.trainable_params:,} frozen parameters{q}"),
         ("trainable state", result.trainable_state, f"{result.trainable_params:,} parameters x (param, grad, 2 AdamW moments)"),
         ("activations", result.activations, f"{result.details['elements_per_token']:,} elements per token kept for backward"),
+        ("allocator", result.allocator, "freed temporaries the CPU heap keeps (zero with checkpointing)"),
         ("logits", result.logits, "causal-LM loss (log-softmax and its gradients)" if result.logits else "none (small head)"),
         ("runtime", result.overhead, "python, torch, transformers, tokenizer and data"),
     ]

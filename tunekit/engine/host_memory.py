@@ -12,6 +12,13 @@ Measured on SmolLM2-135M with LoRA, batch 4 x 512 tokens, gradient checkpointing
 run, ``MALLOC_MMAP_THRESHOLD_=131072``). Fixing the threshold with ``mallopt`` does the same from inside
 the process and switches the growth off. No library offers this (it is one libc call), hence the small
 ctypes wrapper. An explicit ``MALLOC_MMAP_THRESHOLD_`` in the environment is left alone.
+
+The price is speed: every activation then comes from a fresh mapping whose pages the kernel must fault in
+and zero. Measured on the same model and method on an idle 2-core machine (2026-11-30 figures in
+benchmarks/README.md): batch 4 x 1,024 with checkpointing, 1,562 MiB in 113 s with the setting vs 3,126
+MiB in 83 s without; batch 8 x 256 without checkpointing, 3,307 MiB in 53 s vs 4,280 MiB in 37 s. So the
+engine turns it on only together with gradient checkpointing (``tunekit.engine.memory``), the mode a run
+is in when memory binds. The setting is process-wide and stays for the life of the process.
 """
 
 from __future__ import annotations

@@ -36,7 +36,6 @@ from tunekit.engine import state as st
 from tunekit.engine.evaluate import to_device
 from tunekit.engine.events import Listeners
 from tunekit.engine.finish import TrainResult, make_result, peak_rss_mb, restore_best
-from tunekit.engine.host_memory import return_freed_memory
 from tunekit.engine.metrics_log import MetricsLog
 from tunekit.engine.state import TrainState
 from tunekit.errors import ConfigError, TrainingInterrupted
@@ -369,7 +368,6 @@ def train(model: nn.Module, job: Any, training: TrainingConfig, out_dir: str | P
     instead of refusing to reuse the folder. Ctrl-C writes a checkpoint and raises TrainingInterrupted.
     """
     listeners = list(listeners)
-    return_freed_memory()  # on CPU, freed activations would otherwise stay resident (see host_memory)
     if training.lr is None:
         raise ConfigError("training.lr is not set; give a learning rate (the runner fills in the method's default).")
     trainer = _Trainer(model, job, training, Path(out_dir), applied, listeners, config_fingerprint, overwrite)

@@ -21,6 +21,10 @@ in during training (prefix tuning's prefixes) are kept and replayed exactly; see
 
 With ``training.cache_frozen`` the frozen lower blocks are computed once without gradients and only
 the blocks that train run during the steps, so only those are checkpointed and recomputed.
+
+Checkpointing is the mode a run chooses when memory binds, so it also makes freed CPU activations leave
+the process at once (:mod:`tunekit.engine.host_memory`): that halves the peak RSS of a long-sequence run
+and costs page faults, which a run without checkpointing does not pay.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from torch.utils.checkpoint import checkpoint
 
 from tunekit.config import TrainingConfig
 from tunekit.engine.batching import lengths_of
+from tunekit.engine.host_memory import return_freed_memory
 from tunekit.errors import ConfigError
 from tunekit.methods.architecture import CACHE_ARGUMENTS
 
@@ -173,11 +178,15 @@ def is_checkpointing(model: nn.Module) -> bool:
 
 
 def setup_checkpointing(model: nn.Module, cfg: TrainingConfig, dataset: Sequence[Any]) -> bool:
-    """Decide, log at INFO, and enable checkpointing on ``model`` when chosen; returns whether it is on."""
+    """Decide, log at INFO, and enable checkpointing on ``model`` when chosen; returns whether it is on.
+
+    When on, freed CPU memory is also returned to the system from then on (process-wide, see host_memory).
+    """
     on, why = decide(cfg, model, dataset)
     log.info("gradient checkpointing %s: %s", "on" if on else "off", why)
     if on:
         enable(model)
+        return_freed_memory()
     elif is_checkpointing(model):
         disable(model)
     return on

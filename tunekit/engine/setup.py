@@ -27,6 +27,7 @@ from tunekit.engine.batching import BatchPlan, lengths_of
 from tunekit.engine.frozen_cache import build_frozen_cache
 from tunekit.engine.memory import setup_checkpointing
 from tunekit.engine.optim import build_optimizer, build_scheduler, plan_parameters
+from tunekit.engine.precision import hint_precision
 from tunekit.engine.seeding import seed_everything
 from tunekit.errors import ConfigError, DataError, UsageError
 
@@ -151,6 +152,7 @@ def build(model: nn.Module, job: Any, cfg: TrainingConfig, applied: Any, acc: Ac
     optimizer, scheduler = _optimisation(model, job, cfg, applied, total_steps)
     trainable = [p for p in model.parameters() if p.requires_grad]
     setup_checkpointing(model, cfg, data)
+    hint_precision(cfg.precision, acc.device)
 
     model.to(acc.device)
     wrapped = acc.prepare_model(model)
