@@ -236,6 +236,7 @@ def estimate(tree: dict[str, Any], plan: dict[str, Any]) -> Any:
     except Exception as exc:  # noqa: BLE001 - the check reports a missing or failing estimate and goes on
         return "n/a" if isinstance(exc, ImportError) else f"n/a ({type(exc).__name__}: {exc})"
     parts = predicted.to_dict()
+    parts["total"] -= parts.get("allocator", 0)  # the CPU heap's slack: CUDA's peak allocated memory has none
     return {k: round(v / 2**20, 1) for k, v in parts.items() if k in ("total", "weights", "trainable_state",
                                                                       "activations", "logits")}
 

@@ -50,7 +50,7 @@ def test_a_threshold_set_by_the_user_is_left_alone() -> None:
 
 
 RUN = textwrap.dedent("""
-    import sys, tempfile
+    import sys
     sys.path.insert(0, sys.argv[2])
     import torch
     from tinyjob import FullApplied, TinyJob, tiny_bert
@@ -60,17 +60,17 @@ RUN = textwrap.dedent("""
     model = tiny_bert()
     cfg = TrainingConfig(max_steps=2, batch_size=4, lr=1e-3, eval_each_epoch=False, load_best_at_end=False,
                          gradient_checkpointing=sys.argv[1] == "on")
-    train(model, TinyJob(n_train=16, n_eval=0), cfg, tempfile.mkdtemp(), applied=FullApplied(model))
+    train(model, TinyJob(n_train=16, n_eval=0), cfg, sys.argv[3], applied=FullApplied(model))
     print(host_memory._done)
 """)
 
 
 @pytest.mark.parametrize(("checkpointing", "expected"), [("on", "True"), ("off", "False")])
-def test_only_a_run_with_checkpointing_returns_freed_memory(checkpointing: str, expected: str) -> None:
+def test_only_a_run_with_checkpointing_returns_freed_memory(tmp_path, checkpointing: str, expected: str) -> None:
     """Fresh mappings cost page faults (about a third of the run time measured on SmolLM2): a run that is not
     short of memory keeps glibc's default."""
     here = os.path.dirname(os.path.abspath(__file__))
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
-    out = subprocess.run([sys.executable, "-c", RUN, checkpointing, here], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", RUN, checkpointing, here, str(tmp_path / "run")], capture_output=True, text=True,
                          env=env, check=True).stdout.split()
     assert out[-1] == expected
