@@ -3,15 +3,17 @@
 Both sides: the same N training and M held-out examples (disjoint slices of a fixed shuffle), rendered with
 the tokenizer's chat template, loss on the response tokens only, max length 256, 8 examples per optimiser
 step, one epoch, LoRA r=8 alpha=16 on q_proj/v_proj, lr 5e-4 (the Trainer's other settings are its defaults:
-linear decay, no warm-up, AdamW, grad-norm clip 1.0). Wall time covers loading, tokenizing, training,
-evaluating the held-out slice and saving the adapter. The final eval loss is computed for both sides by the
-same function here (token-weighted cross-entropy over the held-out responses); the untrained model's
-loss on the same slice is computed in the PEFT process before its clock starts.
+linear decay, no warm-up, AdamW, grad-norm clip 1.0; batches in random order on both sides). The target
+compares tunekit in bf16 with the Trainer at its default fp32; both sides also run at the other precision,
+reported beside it. Wall time covers loading, tokenizing, training, evaluating the held-out slice (in the
+run's precision) and saving the adapter. The compared eval loss is computed for both sides by the same fp32
+function here (token-weighted cross-entropy over the held-out responses); the untrained model's loss on the
+same slice is computed in the PEFT process before its clock starts.
 
     python benchmarks/bench_sft.py [--quick]
 
 One side alone (how the seed spread and the bf16 figures in benchmarks/README.md were measured; ``seed`` defaults
-to 42 on both sides, ``precision`` (tunekit only) to fp32, the setting the benchmark compares):
+to 42 and ``precision`` to fp32 on both sides):
 
     PYTHONPATH=benchmarks python benchmarks/bench_sft.py --child tunekit --out r.json \
         --params '{"train": 32, "eval": 8, "seed": 7, "precision": "bf16", "model": "<SmolLM2 folder>"}'
@@ -32,7 +34,7 @@ LR = 5e-4  # high enough that 12 steps move the held-out loss clearly on both si
 MAX_LENGTH = 256
 BATCH = 8
 TUNEKIT_PRECISION = "bf16"
-"""tunekit's side of the target: bf16 autocast, the setting docs/memory.md recommends where the CPU computes bf16
+"""tunekit's side of the target: bf16 autocast, the setting docs/training.md recommends where the CPU computes bf16
 natively (this one: AMD EPYC with avx512_bf16). The peer keeps its default, fp32; both sides are also run at the
 other precision and the same-precision ratios are printed beside the target (report only)."""
 TARGET = 0.5  # issue #14: LoRA SFT wall time <= 0.5 of PEFT + Trainer at equal or lower held-out loss

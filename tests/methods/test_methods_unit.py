@@ -221,6 +221,16 @@ def test_tunekit_config_layout(tmp_path):
     assert adapter_files.method_of(tmp_path) == "houlsby"
 
 
+def test_a_peft_folder_is_read_by_the_method_that_claims_its_type(tmp_path):
+    """PEFT folders name a ``peft_type``; the method declaring that type (a plugin's too) reads it."""
+    for peft_type, name in (("LORA", "lora"), ("PREFIX_TUNING", "prefix-tuning")):
+        _rewrite(tmp_path, {"peft_type": peft_type})
+        assert adapter_files.method_of(tmp_path) == name
+    _rewrite(tmp_path, {"peft_type": "ADALORA"})
+    with pytest.raises(CheckpointError, match=r"'ADALORA'.*LORA, PREFIX_TUNING"):
+        adapter_files.method_of(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("change", "match"),
     [

@@ -1,8 +1,9 @@
 """Whether the CPU computes bfloat16 natively, for the run log's hint about ``training.precision``.
 
-On such a CPU (``avx512_bf16`` or AMX), bf16 autocast makes the matrix products run on bf16 units: a SmolLM2-135M
-LoRA run took 40.3 s in bf16 against 100.2 s in fp32 at the same held-out loss (benchmarks/README.md). Elsewhere oneDNN emulates bf16 and it is
-slower than fp32, so the hint appears only where the flags say so. torch exposes no public query for this (its
+On such a CPU (``avx512_bf16`` or AMX), bf16 autocast runs the matrix products on bf16 units: a SmolLM2-135M
+LoRA run took 40.3 s in bf16 against 100.2 s in fp32 at the same held-out loss (benchmarks/README.md).
+Without those units bf16 is emulated, which is usually no faster than fp32 (not measured here), so the hint
+appears only where the flags say so. torch has no public query for this (its private
 ``_is_mkldnn_bf16_supported`` also answers yes for emulation), hence reading ``/proc/cpuinfo``.
 """
 

@@ -57,15 +57,22 @@ def read_tensors(folder: str | Path) -> dict[str, torch.Tensor]:
 
 
 def method_of(folder: str | Path) -> str:
-    """The method that wrote ``folder``: tunekit's ``tunekit_method`` key, else PEFT's ``peft_type``."""
+    """The method that wrote ``folder``: tunekit's ``tunekit_method`` key, else the registered method whose
+    ``peft_type`` attribute matches PEFT's ``peft_type``."""
+    from tunekit.methods.protocol import METHOD_OPTIONAL
+    from tunekit.plugins import registries  # here, not at import: plugins import this module while they load
+    from tunekit.protocols import optional
+
     config = read_config(folder)
     if isinstance(config.get("tunekit_method"), str):
         return config["tunekit_method"]
     peft_type = config.get("peft_type")
-    names = {"LORA": "lora", "PREFIX_TUNING": "prefix-tuning", "IA3": "ia3", "PROMPT_TUNING": "prompt-tuning"}
-    if peft_type in names:
-        return names[peft_type]
+    claims = {optional(e.obj, "peft_type", METHOD_OPTIONAL): e.name for e in registries().methods}
+    claims.pop(None, None)
+    if peft_type in claims:
+        return claims[peft_type]
+    known = ", ".join(sorted(claims)) or "none"
     raise CheckpointError(
-        f"{str(Path(folder) / CONFIG_NAME)!r} names neither a tunekit method nor a supported PEFT type "
-        f"({peft_type!r}); tunekit loads its own adapters and PEFT LoRA, prefix-tuning, IA3 and prompt-tuning adapters."
+        f"{str(Path(folder) / CONFIG_NAME)!r} names neither a tunekit method nor a PEFT type an installed method "
+        f"reads ({peft_type!r}; read: {known}); install the plugin for that method or re-save the adapter with tunekit."
     )

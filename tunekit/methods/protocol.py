@@ -49,6 +49,8 @@ METHOD_OPTIONAL: dict[str, OptionalAttr] = {
                                    "`tunekit export` can write a merged model"),
     "identity_at_init": OptionalAttr(True, "right after `apply` the model computes exactly what the base model does "
                                      "(the conformance kit checks it)"),
+    "peft_type": OptionalAttr(None, "the `peft_type` PEFT writes in `adapter_config.json` for this method (`LORA`, "
+                              "`IA3`, ...): a PEFT folder of that type is read as this method's; absent means none"),
     "float_modules": OptionalAttr(None, "`float_modules(arch, options) -> list[str]`: regexes (matched from the start "
                                   "of a qualified module name, as `llm_int8_skip_modules` does) of pretrained modules "
                                   "that train and so must not be quantized; absent means none", callable=True),

@@ -184,6 +184,7 @@ class IA3:
     identity_at_init = True
     supports_merge = True
     trains_base_weights = False
+    peft_type = "IA3"
 
     def apply(self, model: nn.Module, options: IA3Options, keep_trainable: Sequence[str] = ()) -> IA3Applied:
         """Freeze ``model``, wrap the key/value and feed-forward projections, keep the head trainable."""

@@ -126,6 +126,7 @@ class PromptTuning:
     identity_at_init = False
     supports_merge = False
     trains_base_weights = False
+    peft_type = "PROMPT_TUNING"
 
     def apply(self, model: nn.Module, options: PromptTuningOptions,
               keep_trainable: Sequence[str] = ()) -> PromptTuningApplied:

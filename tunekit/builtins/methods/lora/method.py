@@ -73,6 +73,7 @@ class Lora:
     supports_merge = True
     trains_base_weights = False
     default_lr = 3e-3  # the learning rate used when training.lr is not set (evidence: docs/defaults.md)
+    peft_type = "LORA"
 
     def apply(self, model: nn.Module, options: Any, keep_trainable: Sequence[str] = ()) -> AppliedLora:
         keep = resolve_modules(model, keep_trainable)

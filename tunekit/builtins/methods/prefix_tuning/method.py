@@ -169,6 +169,7 @@ class PrefixTuning:
     supports_merge = False
     trains_base_weights = False
     default_lr = 3e-2  # the learning rate used when training.lr is not set (evidence: docs/defaults.md)
+    peft_type = "PREFIX_TUNING"
 
     def apply(self, model: nn.Module, options: Any, keep_trainable: Sequence[str] = ()) -> AppliedPrefix:
         info = architecture.arch_info(model)  # MethodError for architectures without known attention layout
