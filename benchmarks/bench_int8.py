@@ -87,7 +87,7 @@ def compare(quant: str, loaded: dict[str, Any], fp32: dict[str, Any]) -> list[Ch
         target = NF4_TARGET if (quant, key) == ("nf4", "memory_footprint_mb") else float("inf")
         check = Check.ratio_at_most("int8", f"{quant} / fp32 {name}", value(loaded, key), value(fp32, key), target)
         if target == float("inf"):
-            check.target, check.status = "report only", "INFO" if check.ratio is not None else "N/A"
+            check.report_only()
         checks.append(check)
     return checks
 

@@ -220,7 +220,7 @@ def loss_check(length: int, tk: dict[str, Any], peer: dict[str, Any]) -> Check:
                                 value(peer, "train_peak_rss_mb"), TARGET, extra_ok=equal,
                                 note=f"eval loss {loss_t} vs {loss_p} (needs a difference of at most {LOSS_TOLERANCE})")
     if length != TARGET_LENGTH:
-        check.target, check.status = "report only", "INFO" if check.ratio is not None else "N/A"
+        check.report_only()
     return check
 
 

@@ -183,7 +183,7 @@ def add_checks(report: Report, results: dict[str, dict[str, Any]]) -> None:
         if limit is None:
             check = Check.ratio_at_most("sst2", f"{label} / {peer} epoch time", seconds(label), seconds(peer),
                                         float("inf"), note=note)
-            check.target, check.status = "report only", "INFO" if check.ratio is not None else "N/A"
+            check.report_only()
         else:
             check = Check.ratio_at_most("sst2", f"{label} / {peer} epoch time", seconds(label), seconds(peer),
                                         limit, extra_ok=accuracy_ok or limit == 1.0,

@@ -168,6 +168,11 @@ class Check:
             check.status = "PASS" if check.ratio <= limit and extra_ok else "MISS"
         return check
 
+    def report_only(self) -> Check:
+        """Mark this ratio as reported without a target: INFO, or N/A when a side failed."""
+        self.target, self.status = "report only", "INFO" if self.ratio is not None else "N/A"
+        return self
+
 
 def value(result: dict[str, Any] | None, key: str) -> float | None:
     if not result or "error" in result:
